@@ -1,0 +1,181 @@
+/*
+ * GEMM engine template: included by fsgd_gemm.c once per dtype with
+ *   T      scalar type
+ *   SFX    f32 or f64
+ * defined. BLIS-style loop nest: jc (NC columns) > pc (KC depth, packed B
+ * panel shared by the team) > ic (MC rows, packed A block shared by the
+ * team) > micro-tiles split statically over threads. Every output element
+ * is summed by one thread in the same order for any thread count.
+ */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+/* pack rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row slivers */
+static void FN(pack_a_sliver)(const FN(kinfo) *ki, int trans, const T *A, int64_t lda,
+                              const int64_t *rows, int64_t i0, int64_t m, int64_t p0,
+                              int64_t kc, T *restrict dst)
+{
+    const int mr = ki->mr;
+    if (!trans) {
+        /* op(A)(i, k) = A[row(i), k] */
+        for (int i = 0; i < mr; i++) {
+            if (i < m) {
+                const int64_t r = rows ? rows[i0 + i] : i0 + i;
+                const T *src = A + r * lda + p0;
+                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
+            } else {
+                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = (T)0;
+            }
+        }
+    } else {
+        /* op(A)(i, k) = A[row(k), i] */
+        for (int64_t k = 0; k < kc; k++) {
+            const int64_t r = rows ? rows[p0 + k] : p0 + k;
+            const T *src = A + r * lda + i0;
+            T *d = dst + k * mr;
+            int i = 0;
+            for (; i < m && i < mr; i++) d[i] = src[i];
+            for (; i < mr; i++) d[i] = (T)0;
+        }
+    }
+}
+
+/* pack depth [p0, p0+kc) x columns [j0, j0+n) of op(B) into one NR-column sliver */
+static void FN(pack_b_sliver)(const FN(kinfo) *ki, int trans, const T *B, int64_t ldb,
+                              int64_t j0, int64_t n, int64_t p0, int64_t kc, T *restrict dst)
+{
+    const int nr = ki->nr;
+    if (!trans) {
+        /* op(B)(k, j) = B[k, j] */
+        for (int64_t k = 0; k < kc; k++) {
+            const T *src = B + (p0 + k) * ldb + j0;
+            T *d = dst + k * nr;
+            int j = 0;
+            for (; j < n && j < nr; j++) d[j] = src[j];
+            for (; j < nr; j++) d[j] = (T)0;
+        }
+    } else {
+        /* op(B)(k, j) = B[j, k] */
+        for (int j = 0; j < nr; j++) {
+            if (j < n) {
+                const T *src = B + (j0 + j) * ldb + p0;
+                for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = src[k];
+            } else {
+                for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = (T)0;
+            }
+        }
+    }
+}
+
+static void FN(scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        T *ci = C + i * ldc;
+        if (beta == (T)0)
+            for (int64_t j = 0; j < N; j++) ci[j] = (T)0;
+        else
+            for (int64_t j = 0; j < N; j++) ci[j] *= beta;
+    }
+}
+
+/* Body run by every thread of the team (or by one thread outside a parallel
+ * region: the orphaned worksharing constructs then run serially). */
+static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t M, int64_t N,
+                          int64_t K, T alpha, const T *A, int64_t lda, const int64_t *a_rows,
+                          const T *B, int64_t ldb, T beta, T *C, int64_t ldc, int64_t kc_blk,
+                          int64_t mc_blk, T *apack, T *bpack)
+{
+    const int mr = ki->mr, nr = ki->nr;
+    for (int64_t jc = 0; jc < N; jc += ki->nc) {
+        const int64_t nc = (N - jc < ki->nc) ? N - jc : ki->nc;
+        const int64_t n_jr = (nc + nr - 1) / nr;
+        for (int64_t pc = 0; pc < K; pc += kc_blk) {
+            const int64_t kc = (K - pc < kc_blk) ? K - pc : kc_blk;
+            const T beta_eff = (pc == 0) ? beta : (T)1;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t jr = 0; jr < n_jr; jr++) {
+                const int64_t j0 = jc + jr * nr;
+                const int64_t n = (jc + nc - j0 < nr) ? jc + nc - j0 : nr;
+                FN(pack_b_sliver)(ki, trans_b, B, ldb, j0, n, pc, kc, bpack + jr * nr * kc);
+            }
+            for (int64_t ic = 0; ic < M; ic += mc_blk) {
+                const int64_t mc = (M - ic < mc_blk) ? M - ic : mc_blk;
+                const int64_t n_ir = (mc + mr - 1) / mr;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int64_t ir = 0; ir < n_ir; ir++) {
+                    const int64_t i0 = ic + ir * mr;
+                    const int64_t m = (ic + mc - i0 < mr) ? ic + mc - i0 : mr;
+                    FN(pack_a_sliver)(ki, trans_a, A, lda, a_rows, i0, m, pc, kc,
+                                      apack + ir * mr * kc);
+                }
+                const int64_t tiles = n_jr * n_ir;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int64_t t = 0; t < tiles; t++) {
+                    const int64_t jr = t / n_ir, ir = t % n_ir;
+                    const int64_t i0 = ic + ir * mr, j0 = jc + jr * nr;
+                    const int mv = (int)((ic + mc - i0 < mr) ? ic + mc - i0 : mr);
+                    const int nv = (int)((jc + nc - j0 < nr) ? jc + nc - j0 : nr);
+                    ki->kern(kc, apack + ir * mr * kc, bpack + jr * nr * kc, C + i0 * ldc + j0,
+                             ldc, alpha, beta_eff, mv, nv);
+                }
+            }
+        }
+    }
+}
+
+int FN(fsgd_gemm)(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                  T alpha, const T *A, int64_t lda, const int64_t *a_rows, const T *B,
+                  int64_t ldb, T beta, T *C, int64_t ldc)
+{
+    if (M < 0 || N < 0 || K < 0) return FSGD_ERR_ARG;
+    if (M == 0 || N == 0) return FSGD_OK;
+    if (K == 0 || alpha == (T)0) {
+        FN(scale_c)(M, N, beta, C, ldc);
+        return FSGD_OK;
+    }
+    FN(kinfo) ki;
+    FN(select_kernel)(&ki);
+
+    /* balanced blocks: the same for every thread count */
+    const int64_t nkb = (K + ki.kc - 1) / ki.kc;
+    int64_t kc_blk = (K + nkb - 1) / nkb;
+    kc_blk = (kc_blk + 7) & ~(int64_t)7;
+    const int64_t nmb = (M + ki.mc - 1) / ki.mc;
+    int64_t mc_blk = (M + nmb - 1) / nmb;
+    mc_blk = (mc_blk + ki.mr - 1) / ki.mr * ki.mr;
+    const int64_t ncap = N < ki.nc ? N : ki.nc;
+    const int64_t nc_pad = (ncap + ki.nr - 1) / ki.nr * ki.nr;
+
+    const size_t a_bytes = (size_t)(mc_blk * kc_blk) * sizeof(T);
+    const size_t b_bytes = (size_t)(nc_pad * kc_blk) * sizeof(T);
+    char *ws = (char *)fsgd_workspace(a_bytes + b_bytes + 128);
+    if (!ws) return FSGD_ERR_ALLOC;
+    T *apack = (T *)ws;
+    T *bpack = (T *)(ws + ((a_bytes + 63) & ~(size_t)63));
+
+    int nt = nthreads < 1 ? 1 : nthreads;
+    /* small products cannot pay for a team: about 2 MFLOP per extra thread */
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    const int64_t useful = (int64_t)(flops / 2.0e6) + 1;
+    if (useful < nt) nt = (int)useful;
+#ifdef _OPENMP
+    /* with nt == 1 this is an inactive region: the worksharing loops in the
+       body then bind to a team of one, also when called from inside another
+       parallel region */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    FN(gemm_body)(&ki, trans_a, trans_b, M, N, K, alpha, A, lda, a_rows, B, ldb, beta, C, ldc,
+                  kc_blk, mc_blk, apack, bpack);
+    return FSGD_OK;
+}
+
+#undef FN
+#undef CAT
+#undef CAT_

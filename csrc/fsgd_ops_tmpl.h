@@ -1,0 +1,503 @@
+/*
+ * Elementwise, fused-layer, cost, optimizer and whole-network kernels.
+ * Included by fsgd_ops.c once per dtype with T, SFX and the math macros
+ * EXPT (vectorisable exp), LOGT, LOG1PT, TANHT, SQRTT, FABST defined.
+ *
+ * Determinism: every sum runs in one thread in index order; parallel loops
+ * split independent elements, rows or columns only.
+ */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+#define GEMM FN(fsgd_gemm)
+
+static inline int FN(nt_for)(int nthreads, int64_t work)
+{
+    if (nthreads < 2 || work < FSGD_PAR_MIN) return 1;
+    int64_t useful = work / FSGD_PAR_MIN;
+    return useful < nthreads ? (int)useful : nthreads;
+}
+
+/* ---- activations on one row -------------------------------------------- */
+FSGD_CLONES static void FN(act_row)(int act, T slope, int64_t n, T *restrict z)
+{
+    switch (act) {
+    case FSGD_ACT_SIGMOID:
+        for (int64_t j = 0; j < n; j++) {
+            const T x = z[j];
+            const T e = EXPT(-FABST(x));
+            const T s = (T)1 / ((T)1 + e);
+            z[j] = x >= (T)0 ? s : e * s;
+        }
+        break;
+    case FSGD_ACT_TANH:
+        for (int64_t j = 0; j < n; j++) z[j] = TANHT(z[j]);
+        break;
+    case FSGD_ACT_RELU:
+        for (int64_t j = 0; j < n; j++) {
+            const T x = z[j];
+            z[j] = (x > (T)0 || x != x) ? x : (T)0;
+        }
+        break;
+    case FSGD_ACT_LEAKY_RELU:
+        for (int64_t j = 0; j < n; j++) {
+            const T x = z[j];
+            z[j] = x > (T)0 ? x : slope * x;
+        }
+        break;
+    case FSGD_ACT_SOFTMAX: {
+        T m = z[0];
+        for (int64_t j = 1; j < n; j++) m = z[j] > m ? z[j] : m;
+        if (m != m || m == (T)INFINITY) m = (T)0; /* let NaN/inf propagate below */
+        for (int64_t j = 0; j < n; j++) z[j] = EXPT(z[j] - m);
+        T s = 0;
+        for (int64_t j = 0; j < n; j++) s += z[j];
+        for (int64_t j = 0; j < n; j++) z[j] = z[j] / s;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* D (dL/dA) -> dL/dZ on one row, given A = f(Z) */
+FSGD_CLONES static void FN(act_back_row)(int act, T slope, int64_t n, const T *restrict a,
+                                         T *restrict d)
+{
+    switch (act) {
+    case FSGD_ACT_SIGMOID:
+        for (int64_t j = 0; j < n; j++) d[j] *= a[j] * ((T)1 - a[j]);
+        break;
+    case FSGD_ACT_TANH:
+        for (int64_t j = 0; j < n; j++) d[j] *= (T)1 - a[j] * a[j];
+        break;
+    case FSGD_ACT_RELU:
+        for (int64_t j = 0; j < n; j++) d[j] = a[j] > (T)0 ? d[j] : (T)0;
+        break;
+    case FSGD_ACT_LEAKY_RELU:
+        for (int64_t j = 0; j < n; j++) d[j] = a[j] > (T)0 ? d[j] : slope * d[j];
+        break;
+    case FSGD_ACT_SOFTMAX: {
+        T s = 0;
+        for (int64_t j = 0; j < n; j++) s += d[j] * a[j];
+        for (int64_t j = 0; j < n; j++) d[j] = a[j] * (d[j] - s);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+void FN(fsgd_act_forward)(int nthreads, int act, T slope, int64_t rows, int64_t cols, T *Z)
+{
+    if (act == FSGD_ACT_LINEAR || rows <= 0 || cols <= 0) return;
+    const int nt = FN(nt_for)(nthreads, rows * cols);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (int64_t r = 0; r < rows; r++) FN(act_row)(act, slope, cols, Z + r * cols);
+}
+
+void FN(fsgd_act_backward)(int nthreads, int act, T slope, int64_t rows, int64_t cols,
+                           const T *A, T *D)
+{
+    if (act == FSGD_ACT_LINEAR || rows <= 0 || cols <= 0) return;
+    const int nt = FN(nt_for)(nthreads, rows * cols);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (int64_t r = 0; r < rows; r++)
+        FN(act_back_row)(act, slope, cols, A + r * cols, D + r * cols);
+}
+
+void FN(fsgd_add_bias)(int64_t rows, int64_t cols, const T *b, T *out)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        T *restrict o = out + r * cols;
+        for (int64_t j = 0; j < cols; j++) o[j] += b[j];
+    }
+}
+
+void FN(fsgd_col_sums)(int nthreads, int64_t rows, int64_t cols, const T *D, T *db)
+{
+    /* each column is summed by one thread, rows in order; threads split columns */
+    const int64_t blk = 256;
+    const int64_t nblk = (cols + blk - 1) / blk;
+    int nt = FN(nt_for)(nthreads, rows * cols);
+    if (nt > nblk) nt = (int)nblk;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (int64_t cb = 0; cb < nblk; cb++) {
+        const int64_t c0 = cb * blk, c1 = (c0 + blk < cols) ? c0 + blk : cols;
+        T *restrict o = db + c0;
+        for (int64_t j = 0; j < c1 - c0; j++) o[j] = (T)0;
+        for (int64_t r = 0; r < rows; r++) {
+            const T *restrict d = D + r * cols + c0;
+            for (int64_t j = 0; j < c1 - c0; j++) o[j] += d[j];
+        }
+    }
+}
+
+/* bias and activation in one pass over Z */
+static void FN(bias_act)(int nthreads, int act, T slope, int64_t rows, int64_t cols, const T *b,
+                         T *Z)
+{
+    const int nt = FN(nt_for)(nthreads, rows * cols);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        T *restrict z = Z + r * cols;
+        for (int64_t j = 0; j < cols; j++) z[j] += b[j];
+        if (act != FSGD_ACT_LINEAR) FN(act_row)(act, slope, cols, z);
+    }
+}
+
+int FN(fsgd_dense_forward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_out, const T *X,
+                           int64_t ldx, const int64_t *x_rows, const T *W, const T *b, int act,
+                           T slope, T *Z)
+{
+    int st = GEMM(nthreads, 0, 0, rows, n_out, n_in, (T)1, X, ldx, x_rows, W, n_out, (T)0, Z,
+                  n_out);
+    if (st) return st;
+    FN(bias_act)(nthreads, act, slope, rows, n_out, b, Z);
+    return FSGD_OK;
+}
+
+int FN(fsgd_dense_backward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
+                            const T *X, int64_t ldx, const int64_t *x_rows, const T *W,
+                            const T *A, int act, T slope, T *D, T *dW, T *db, T *dX)
+{
+    FN(fsgd_act_backward)(nthreads, act, slope, rows, n_out, A, D);
+    int st = GEMM(nthreads, 1, 0, n_in, n_out, rows, (T)1, X, ldx, x_rows, D, n_out, (T)0, dW,
+                  n_out);
+    if (st) return st;
+    FN(fsgd_col_sums)(nthreads, rows, n_out, D, db);
+    if (dX) st = GEMM(nthreads, 0, 1, rows, n_in, n_out, (T)1, D, n_out, NULL, W, n_out, (T)0,
+                      dX, n_in);
+    return st;
+}
+
+/* ---- output layer fused with its cost ----------------------------------- */
+static inline T FN(target)(const int64_t *y_int, const T *y, int64_t yr, int64_t cols,
+                           int64_t j)
+{
+    if (y_int) return cols == 1 ? (T)y_int[yr] : (T)(y_int[yr] == j);
+    return y[yr * cols + j];
+}
+
+static inline int64_t FN(argmax)(const T *v, int64_t n)
+{
+    int64_t best = 0;
+    for (int64_t j = 1; j < n; j++)
+        if (v[j] > v[best]) best = j;
+    return best;
+}
+
+int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows, int64_t cols,
+                         T *Z, const int64_t *y_int, const T *y, const int64_t *y_rows,
+                         int64_t scale_rows, T *D, double *loss, int64_t *correct)
+{
+    double total = 0.0;
+    int64_t ok = 0;
+    const T inv_rows = (T)1 / (T)scale_rows;
+    if (cost == FSGD_COST_CROSS_ENTROPY) {
+        if (act != FSGD_ACT_SOFTMAX) return FSGD_ERR_ARG;
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t yr = y_rows ? y_rows[r] : r;
+            T *restrict z = Z + r * cols;
+            T *restrict d = D + r * cols;
+            T m = z[0];
+            for (int64_t j = 1; j < cols; j++) m = z[j] > m ? z[j] : m;
+            if (m != m || m == (T)INFINITY || m == -(T)INFINITY) m = (T)0;
+            for (int64_t j = 0; j < cols; j++) d[j] = EXPT(z[j] - m);
+            T s = 0;
+            for (int64_t j = 0; j < cols; j++) s += d[j];
+            const T lse = m + LOGT(s);
+            double lr_ = 0.0;
+            if (y_int) {
+                lr_ = (double)(lse - z[y_int[yr]]);
+            } else {
+                const T *yy = y + yr * cols;
+                for (int64_t j = 0; j < cols; j++)
+                    if (yy[j] != (T)0) lr_ += (double)(yy[j] * (lse - z[j]));
+            }
+            total += lr_;
+            for (int64_t j = 0; j < cols; j++) {
+                const T p = d[j] / s;
+                z[j] = p;
+                d[j] = (p - FN(target)(y_int, y, yr, cols, j)) * inv_rows;
+            }
+            const int64_t label = y_int ? y_int[yr] : FN(argmax)(y + yr * cols, cols);
+            ok += FN(argmax)(z, cols) == label;
+        }
+    } else if (cost == FSGD_COST_BINARY_CROSS_ENTROPY) {
+        if (act != FSGD_ACT_SIGMOID) return FSGD_ERR_ARG;
+        const T inv = inv_rows / (T)cols;
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t yr = y_rows ? y_rows[r] : r;
+            T *restrict z = Z + r * cols;
+            T *restrict d = D + r * cols;
+            double lr_ = 0.0;
+            for (int64_t j = 0; j < cols; j++) {
+                const T x = z[j], t = FN(target)(y_int, y, yr, cols, j);
+                const T e = EXPT(-FABST(x));
+                lr_ += (double)((x > (T)0 ? x : (T)0) - x * t + LOG1PT(e));
+                const T s = (T)1 / ((T)1 + e);
+                const T p = x >= (T)0 ? s : e * s;
+                z[j] = p;
+                d[j] = (p - t) * inv;
+                ok += (p > (T)0.5) == (t > (T)0.5);
+            }
+            total += lr_ / (double)cols;
+        }
+    } else if (cost == FSGD_COST_MSE) {
+        const T inv = (T)2 * inv_rows / (T)cols;
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t yr = y_rows ? y_rows[r] : r;
+            T *restrict a = Z + r * cols;
+            T *restrict d = D + r * cols;
+            if (act != FSGD_ACT_LINEAR) FN(act_row)(act, slope, cols, a);
+            double lr_ = 0.0;
+            for (int64_t j = 0; j < cols; j++) {
+                const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
+                lr_ += (double)(diff * diff);
+                d[j] = diff * inv;
+            }
+            total += lr_ / (double)cols;
+            FN(act_back_row)(act, slope, cols, a, d);
+            if (cols > 1) {
+                const int64_t label = y_int ? y_int[yr] : FN(argmax)(y + yr * cols, cols);
+                ok += FN(argmax)(a, cols) == label;
+            }
+        }
+    } else {
+        return FSGD_ERR_ARG;
+    }
+    (void)nthreads;
+    *loss = total;
+    *correct = ok;
+    return FSGD_OK;
+}
+
+void FN(fsgd_gather_rows)(int nthreads, int64_t n, int64_t cols, const T *X, int64_t ldx,
+                          const int64_t *rows, T *out)
+{
+    const int nt = FN(nt_for)(nthreads, n * cols);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (int64_t i = 0; i < n; i++) memcpy(out + i * cols, X + rows[i] * ldx, cols * sizeof(T));
+}
+
+/* ---- optimizers --------------------------------------------------------- */
+/* One element of every update rule (Keras 3 formulas). Reads p, g and the
+ * state, returns the new parameter and writes the new state to *n1..*n3. */
+static inline T FN(step_elem)(const fsgd_opt *o, T lr, T c1, T c2, T p, T g, T s1, T s2, T s3,
+                              T *n1, T *n2, T *n3)
+{
+    *n1 = s1;
+    *n2 = s2;
+    *n3 = s3;
+    if (o->l2 != 0.0) g += (T)(2.0 * o->l2) * p;
+    if (o->l1 != 0.0) g += (T)o->l1 * (T)((p > (T)0) - (p < (T)0));
+    if (o->weight_decay != 0.0) {
+        if (o->decoupled)
+            p -= p * (T)o->weight_decay * lr;
+        else
+            g += (T)o->weight_decay * p;
+    }
+    switch (o->kind) {
+    case FSGD_OPT_SGD:
+        if (o->momentum == 0.0) return p - lr * g;
+        {
+            const T mu = (T)o->momentum;
+            const T v = mu * s1 - lr * g;
+            *n1 = v;
+            return o->nesterov ? p + (mu * v - lr * g) : p + v;
+        }
+    case FSGD_OPT_ADAGRAD: {
+        const T acc = s1 + g * g;
+        *n1 = acc;
+        return p - lr * g / SQRTT(acc + (T)o->epsilon);
+    }
+    case FSGD_OPT_RMSPROP: {
+        const T rho = (T)o->rho;
+        const T vel = rho * s1 + ((T)1 - rho) * g * g;
+        *n1 = vel;
+        T den;
+        if (o->centered) {
+            const T avg = rho * s3 + ((T)1 - rho) * g;
+            *n3 = avg;
+            den = vel - avg * avg + (T)o->epsilon;
+        } else {
+            den = vel + (T)o->epsilon;
+        }
+        const T inc = lr * g / SQRTT(den);
+        if (o->momentum > 0.0) {
+            const T mom = (T)o->momentum * s2 + inc;
+            *n2 = mom;
+            return p - mom;
+        }
+        return p - inc;
+    }
+    case FSGD_OPT_ADAM: {
+        /* c1 = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) */
+        const T m = s1 + (g - s1) * ((T)1 - (T)o->beta_1);
+        T v = s2 + (g * g - s2) * ((T)1 - (T)o->beta_2);
+        *n1 = m;
+        *n2 = v;
+        if (o->amsgrad) {
+            const T vh = s3 > v ? s3 : v;
+            *n3 = vh;
+            v = vh;
+        }
+        (void)c2;
+        return p - c1 * m / (SQRTT(v) + (T)o->epsilon);
+    }
+    default:
+        return p;
+    }
+}
+
+int FN(fsgd_update)(int nthreads, const fsgd_opt *o, int check, int64_t n, const T *g, T *p,
+                    T *s1, T *s2, T *s3)
+{
+    const T lr = (T)o->lr;
+    T c1 = lr, c2 = 0;
+    if (o->kind == FSGD_OPT_ADAM) {
+        const double t = (double)(o->step < 1 ? 1 : o->step);
+        c1 = (T)(o->lr * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));
+    }
+    int bad = 0;
+    const int nt = FN(nt_for)(nthreads, n);
+    (void)nt;
+    T z = 0;
+    if (check) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1) reduction(| : bad)
+#endif
+        for (int64_t i = 0; i < n; i++) {
+            T a, b, c;
+            const T np = FN(step_elem)(o, lr, c1, c2, p[i], g[i], s1 ? s1[i] : z, s2 ? s2[i] : z,
+                                       s3 ? s3[i] : z, &a, &b, &c);
+            bad |= !(np - np == (T)0);
+        }
+        return bad ? FSGD_ERR_NONFINITE : FSGD_OK;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (int64_t i = 0; i < n; i++) {
+        T a, b, c;
+        p[i] = FN(step_elem)(o, lr, c1, c2, p[i], g[i], s1 ? s1[i] : z, s2 ? s2[i] : z,
+                             s3 ? s3[i] : z, &a, &b, &c);
+        if (s1) s1[i] = a;
+        if (s2) s2[i] = b;
+        if (s3) s3[i] = c;
+    }
+    return FSGD_OK;
+}
+
+/* ---- a whole network ---------------------------------------------------- */
+static int FN(net_forward_impl)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
+                                const int64_t *x_rows, int last_act)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        const fsgd_layer *L = &net->layers[l];
+        const T *in = l == 0 ? X : (const T *)net->layers[l - 1].A;
+        const int64_t ld = l == 0 ? ldx : net->layers[l - 1].n_out;
+        const int64_t *ir = l == 0 ? x_rows : NULL;
+        const int act = (l == net->n_layers - 1 && !last_act) ? FSGD_ACT_LINEAR : L->act;
+        int st = FN(fsgd_dense_forward)(net->nthreads, rows, L->n_in, L->n_out, in, ld, ir,
+                                        (const T *)L->W, (const T *)L->b, act, (T)L->slope,
+                                        (T *)L->A);
+        if (st) return st;
+    }
+    return FSGD_OK;
+}
+
+int FN(fsgd_net_forward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
+                         const int64_t *x_rows)
+{
+    if (rows > net->capacity) return FSGD_ERR_ARG;
+    return FN(net_forward_impl)(net, rows, X, ldx, x_rows, 1);
+}
+
+static int FN(net_update)(const fsgd_net *net, const fsgd_opt *opt, int check)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        const fsgd_layer *L = &net->layers[l];
+        fsgd_opt ow = *opt;
+        ow.l1 = L->l1;
+        ow.l2 = L->l2;
+        fsgd_opt ob = *opt;
+        ob.l1 = 0.0;
+        ob.l2 = 0.0;
+        int st = FN(fsgd_update)(net->nthreads, &ow, check, L->n_in * L->n_out, (const T *)L->dW,
+                                 (T *)L->W, (T *)L->state[0][0], (T *)L->state[0][1],
+                                 (T *)L->state[0][2]);
+        if (st) return st;
+        st = FN(fsgd_update)(net->nthreads, &ob, check, L->n_out, (const T *)L->db, (T *)L->b,
+                             (T *)L->state[1][0], (T *)L->state[1][1], (T *)L->state[1][2]);
+        if (st) return st;
+    }
+    return FSGD_OK;
+}
+
+int FN(fsgd_net_eval_batch)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
+                            const int64_t *x_rows, const int64_t *y_int, const T *y,
+                            double *loss, int64_t *correct)
+{
+    if (rows < 1 || rows > net->capacity) return FSGD_ERR_ARG;
+    int st = FN(net_forward_impl)(net, rows, X, ldx, x_rows, 0);
+    if (st) return st;
+    const fsgd_layer *out = &net->layers[net->n_layers - 1];
+    return FN(fsgd_output_cost)(net->nthreads, net->cost, out->act, (T)out->slope, rows,
+                                out->n_out, (T *)out->A, y_int, y, x_rows, rows, (T *)out->D,
+                                loss, correct);
+}
+
+int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt, int update, int64_t rows,
+                             const T *X, int64_t ldx, const int64_t *x_rows,
+                             const int64_t *y_int, const T *y, double *loss, int64_t *correct)
+{
+    if (rows < 1 || rows > net->capacity) return FSGD_ERR_ARG;
+    const int nl = net->n_layers;
+    int st = FN(net_forward_impl)(net, rows, X, ldx, x_rows, 0);
+    if (st) return st;
+    const fsgd_layer *out = &net->layers[nl - 1];
+    st = FN(fsgd_output_cost)(net->nthreads, net->cost, out->act, (T)out->slope, rows,
+                              out->n_out, (T *)out->A, y_int, y, x_rows, rows, (T *)out->D, loss,
+                              correct);
+    if (st) return st;
+    if (!(*loss - *loss == 0.0)) return FSGD_ERR_NONFINITE;
+    for (int l = nl - 1; l >= 0; l--) {
+        const fsgd_layer *L = &net->layers[l];
+        const T *in = l == 0 ? X : (const T *)net->layers[l - 1].A;
+        const int64_t ld = l == 0 ? ldx : net->layers[l - 1].n_out;
+        const int64_t *ir = l == 0 ? x_rows : NULL;
+        /* the output layer's D already holds dL/dZ */
+        const int act = l == nl - 1 ? FSGD_ACT_LINEAR : L->act;
+        st = FN(fsgd_dense_backward)(net->nthreads, rows, L->n_in, L->n_out, in, ld, ir,
+                                     (const T *)L->W, (const T *)L->A, act, (T)L->slope,
+                                     (T *)L->D, (T *)L->dW, (T *)L->db,
+                                     l > 0 ? (T *)net->layers[l - 1].D : NULL);
+        if (st) return st;
+    }
+    if (!update) return FSGD_OK;
+    st = FN(net_update)(net, opt, 1);
+    if (st) return st;
+    return FN(net_update)(net, opt, 0);
+}
+
+#undef GEMM
+#undef FN
+#undef CAT
+#undef CAT_

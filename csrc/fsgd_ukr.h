@@ -1,0 +1,78 @@
+/*
+ * Register-tiled GEMM micro-kernel, instantiated once per dtype and SIMD path.
+ *
+ * Parameters (macros defined by the includer):
+ *   UKR_NAME    function name
+ *   UKR_T       scalar type
+ *   UKR_VT      vector type of UKR_VL scalars (GCC vector extension)
+ *   UKR_VL      lanes per vector
+ *   UKR_MR      rows of the tile
+ *   UKR_NV      vectors per tile row (NR = UKR_NV * UKR_VL)
+ *   UKR_TARGET  function attributes (e.g. __attribute__((target("avx2,fma"))))
+ *
+ * a: packed A sliver, kc steps of UKR_MR values. b: packed B sliver, kc steps
+ * of NR values, 64-byte aligned. The tile's product is written to C as
+ * C = alpha * AB + beta * C (beta == 0: C is not read). mv, nv: the valid
+ * part of the tile at the matrix edges.
+ */
+#define UKR_NR (UKR_NV * UKR_VL)
+
+UKR_TARGET static void UKR_NAME(int64_t kc, const UKR_T *restrict a, const UKR_T *restrict b,
+                                UKR_T *restrict c, int64_t ldc, UKR_T alpha, UKR_T beta,
+                                int mv, int nv)
+{
+    UKR_VT acc[UKR_MR][UKR_NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < UKR_MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < UKR_NV; j++) acc[i][j] = (UKR_VT){0};
+
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k++) {
+        UKR_VT bv[UKR_NV];
+#pragma GCC unroll 4
+        for (int j = 0; j < UKR_NV; j++) bv[j] = *(const UKR_VT *)(b + j * UKR_VL);
+#pragma GCC unroll 16
+        for (int i = 0; i < UKR_MR; i++) {
+            const UKR_T ai = a[i];
+#pragma GCC unroll 4
+            for (int j = 0; j < UKR_NV; j++) acc[i][j] += ai * bv[j];
+        }
+        a += UKR_MR;
+        b += UKR_NR;
+    }
+
+    if (mv == UKR_MR && nv == UKR_NR) {
+#pragma GCC unroll 16
+        for (int i = 0; i < UKR_MR; i++) {
+            UKR_T *ci = c + (int64_t)i * ldc;
+#pragma GCC unroll 4
+            for (int j = 0; j < UKR_NV; j++) {
+                UKR_VT r = alpha * acc[i][j];
+                if (beta != (UKR_T)0) {
+                    UKR_VT cv;
+                    memcpy(&cv, ci + j * UKR_VL, sizeof cv);
+                    r += beta * cv;
+                }
+                memcpy(ci + j * UKR_VL, &r, sizeof r);
+            }
+        }
+    } else {
+        UKR_T tmp[UKR_MR * UKR_NR] __attribute__((aligned(64)));
+#pragma GCC unroll 16
+        for (int i = 0; i < UKR_MR; i++)
+#pragma GCC unroll 4
+            for (int j = 0; j < UKR_NV; j++)
+                memcpy(tmp + i * UKR_NR + j * UKR_VL, &acc[i][j], sizeof(UKR_VT));
+        for (int i = 0; i < mv; i++) {
+            UKR_T *ci = c + (int64_t)i * ldc;
+            const UKR_T *ti = tmp + i * UKR_NR;
+            if (beta != (UKR_T)0)
+                for (int j = 0; j < nv; j++) ci[j] = alpha * ti[j] + beta * ci[j];
+            else
+                for (int j = 0; j < nv; j++) ci[j] = alpha * ti[j];
+        }
+    }
+}
+
+#undef UKR_NR

@@ -1,0 +1,121 @@
+"""Build the compiled core of fastsgd.
+
+Environment switches:
+
+FASTSGD_REQUIRE_OPENMP=1  fail the build when OpenMP does not work (CI sets it)
+FASTSGD_DISABLE_OPENMP=1  build serial code on purpose
+FASTSGD_NATIVE=1          add -march=native (local builds only: such a build
+                          may crash with SIGILL on another CPU)
+FASTSGD_DEBUG=1           -O0 -g, for debugging the C code
+
+The default build is portable: AVX2 and AVX-512 kernels are compiled with
+function-level target attributes and chosen at run time.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    printf("%d\n", n);
+    return n >= 1 ? 0 : 1;
+}
+"""
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _openmp_flags(compiler_cmd):
+    """Compile and run a tiny OpenMP program; return (cflags, ldflags) or None."""
+    candidates = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
+    for cflags, ldflags in candidates:
+        tmp = tempfile.mkdtemp(prefix="fastsgd-omp-")
+        try:
+            src = os.path.join(tmp, "probe.c")
+            exe = os.path.join(tmp, "probe")
+            with open(src, "w") as f:
+                f.write(OMP_PROBE)
+            cmd = compiler_cmd + cflags + [src, "-o", exe] + ldflags
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                continue
+            r = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+            if r.returncode == 0:
+                return cflags, ldflags
+        except (OSError, subprocess.SubprocessError):
+            continue
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return None
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        if ctype == "msvc":
+            raise RuntimeError("fastsgd needs GCC or Clang (GNU C vector extensions)")
+        cc = self.compiler.compiler_so[:1] if hasattr(self.compiler, "compiler_so") else ["cc"]
+        cflags = ["-std=gnu11", "-fno-trapping-math", "-fno-math-errno", "-Wno-unused-function"]
+        ldflags = []
+        if _flag("FASTSGD_DEBUG"):
+            cflags += ["-O0", "-g"]
+        else:
+            cflags += ["-O3"]
+        if _flag("FASTSGD_NATIVE"):
+            cflags.append("-march=native")
+        self.fastsgd_openmp = False
+        if _flag("FASTSGD_DISABLE_OPENMP"):
+            warnings.warn("fastsgd: OpenMP disabled by FASTSGD_DISABLE_OPENMP; building serial kernels")
+        else:
+            omp = _openmp_flags(cc)
+            if omp is None:
+                msg = ("fastsgd: the compiler cannot build and run an OpenMP program; "
+                       "building serial kernels (install libgomp/libomp for threads)")
+                if _flag("FASTSGD_REQUIRE_OPENMP"):
+                    raise RuntimeError(msg + " -- and FASTSGD_REQUIRE_OPENMP is set")
+                warnings.warn(msg)
+            else:
+                cflags += omp[0]
+                ldflags += omp[1]
+                self.fastsgd_openmp = True
+        for ext in self.extensions:
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags
+            ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
+        super().build_extensions()
+
+
+csrc = ["csrc/fsgd_gemm.c", "csrc/fsgd_ops.c"]
+extensions = [
+    Extension(
+        "fastsgd._kernels",
+        sources=["fastsgd/_kernels.pyx"] + csrc,
+        include_dirs=["csrc", np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        depends=["csrc/fsgd.h", "csrc/fsgd_internal.h", "csrc/fsgd_ukr.h",
+                 "csrc/fsgd_gemm_tmpl.h", "csrc/fsgd_ops_tmpl.h"],
+    )
+]
+
+setup(
+    ext_modules=cythonize(extensions, language_level=3,
+                          compiler_directives={"boundscheck": False, "wraparound": False}),
+    cmdclass={"build_ext": BuildExt},
+)
