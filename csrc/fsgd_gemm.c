@@ -8,6 +8,8 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+
+#define FSGD_MAX_MR 16
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -117,9 +119,9 @@ typedef double fsgd_v8d __attribute__((vector_size(64)));
 #endif /* FSGD_X86 */
 
 /* ---- kernel descriptors -------------------------------------------- */
-typedef void (*ukr_fn_f32)(int64_t, const float *restrict, const float *restrict,
+typedef void (*ukr_fn_f32)(int64_t, const float *const *, int64_t, const float *restrict,
                            float *restrict, int64_t, float, float, int, int);
-typedef void (*ukr_fn_f64)(int64_t, const double *restrict, const double *restrict,
+typedef void (*ukr_fn_f64)(int64_t, const double *const *, int64_t, const double *restrict,
                            double *restrict, int64_t, double, double, int, int);
 typedef struct {
     int mr, nr;

@@ -11,32 +11,76 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-/* pack rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row slivers */
+/* Packing with the sliver width a compile-time constant (so the copies
+ * vectorise); W is the width, the runtime width must equal it. */
+#define PACK_A_T(W)                                                                           \
+    static void FN(pack_a_t_##W)(const T *A, int64_t lda, const int64_t *rows, int64_t i0,    \
+                                 int64_t m, int64_t p0, int64_t kc, T *restrict dst)          \
+    {                                                                                         \
+        for (int64_t k = 0; k < kc; k++) {                                                    \
+            const int64_t r = rows ? rows[p0 + k] : p0 + k;                                   \
+            const T *src = A + r * lda + i0;                                                  \
+            T *d = dst + k * W;                                                               \
+            if (m == W) {                                                                     \
+                for (int i = 0; i < W; i++) d[i] = src[i];                                    \
+            } else {                                                                          \
+                for (int i = 0; i < W; i++) d[i] = i < m ? src[i] : (T)0;                     \
+            }                                                                                 \
+        }                                                                                     \
+    }
+#define PACK_B_N(W)                                                                           \
+    static void FN(pack_b_n_##W)(const T *B, int64_t ldb, int64_t j0, int64_t n, int64_t p0,  \
+                                 int64_t kc, T *restrict dst)                                 \
+    {                                                                                         \
+        for (int64_t k = 0; k < kc; k++) {                                                    \
+            const T *src = B + (p0 + k) * ldb + j0;                                           \
+            T *d = dst + k * W;                                                               \
+            if (n == W) {                                                                     \
+                for (int j = 0; j < W; j++) d[j] = src[j];                                    \
+            } else {                                                                          \
+                for (int j = 0; j < W; j++) d[j] = j < n ? src[j] : (T)0;                     \
+            }                                                                                 \
+        }                                                                                     \
+    }
+PACK_A_T(4)
+PACK_A_T(6)
+PACK_A_T(12)
+PACK_B_N(4)
+PACK_B_N(8)
+PACK_B_N(16)
+PACK_B_N(32)
+#undef PACK_A_T
+#undef PACK_B_N
+
+/* pack depth [p0, p0+kc) of op(A) rows [i0, i0+m) into one MR-row sliver */
 static void FN(pack_a_sliver)(const FN(kinfo) *ki, int trans, const T *A, int64_t lda,
                               const int64_t *rows, int64_t i0, int64_t m, int64_t p0,
                               int64_t kc, T *restrict dst)
 {
     const int mr = ki->mr;
-    if (!trans) {
-        /* op(A)(i, k) = A[row(i), k] */
-        for (int i = 0; i < mr; i++) {
-            if (i < m) {
-                const int64_t r = rows ? rows[i0 + i] : i0 + i;
-                const T *src = A + r * lda + p0;
-                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
-            } else {
-                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = (T)0;
-            }
+    if (trans) {
+        /* op(A)(i, k) = A[row(k), i]: MR contiguous values per k */
+        switch (mr) {
+        case 4: FN(pack_a_t_4)(A, lda, rows, i0, m, p0, kc, dst); return;
+        case 6: FN(pack_a_t_6)(A, lda, rows, i0, m, p0, kc, dst); return;
+        case 12: FN(pack_a_t_12)(A, lda, rows, i0, m, p0, kc, dst); return;
+        default: break;
         }
-    } else {
-        /* op(A)(i, k) = A[row(k), i] */
         for (int64_t k = 0; k < kc; k++) {
             const int64_t r = rows ? rows[p0 + k] : p0 + k;
             const T *src = A + r * lda + i0;
-            T *d = dst + k * mr;
-            int i = 0;
-            for (; i < m && i < mr; i++) d[i] = src[i];
-            for (; i < mr; i++) d[i] = (T)0;
+            for (int i = 0; i < mr; i++) dst[k * mr + i] = i < m ? src[i] : (T)0;
+        }
+        return;
+    }
+    /* op(A)(i, k) = A[row(i), k] */
+    for (int i = 0; i < mr; i++) {
+        if (i < m) {
+            const int64_t r = rows ? rows[i0 + i] : i0 + i;
+            const T *src = A + r * lda + p0;
+            for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
+        } else {
+            for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = (T)0;
         }
     }
 }
@@ -48,24 +92,49 @@ static void FN(pack_b_sliver)(const FN(kinfo) *ki, int trans, const T *B, int64_
     const int nr = ki->nr;
     if (!trans) {
         /* op(B)(k, j) = B[k, j] */
+        switch (nr) {
+        case 4: FN(pack_b_n_4)(B, ldb, j0, n, p0, kc, dst); return;
+        case 8: FN(pack_b_n_8)(B, ldb, j0, n, p0, kc, dst); return;
+        case 16: FN(pack_b_n_16)(B, ldb, j0, n, p0, kc, dst); return;
+        case 32: FN(pack_b_n_32)(B, ldb, j0, n, p0, kc, dst); return;
+        default: break;
+        }
         for (int64_t k = 0; k < kc; k++) {
             const T *src = B + (p0 + k) * ldb + j0;
-            T *d = dst + k * nr;
-            int j = 0;
-            for (; j < n && j < nr; j++) d[j] = src[j];
-            for (; j < nr; j++) d[j] = (T)0;
+            for (int j = 0; j < nr; j++) dst[k * nr + j] = j < n ? src[j] : (T)0;
         }
-    } else {
-        /* op(B)(k, j) = B[j, k] */
-        for (int j = 0; j < nr; j++) {
-            if (j < n) {
-                const T *src = B + (j0 + j) * ldb + p0;
-                for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = src[k];
-            } else {
-                for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = (T)0;
-            }
+        return;
+    }
+    /* op(B)(k, j) = B[j, k] */
+    for (int j = 0; j < nr; j++) {
+        if (j < n) {
+            const T *src = B + (j0 + j) * ldb + p0;
+            for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = src[k];
+        } else {
+            for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = (T)0;
         }
     }
+}
+
+/* Row pointers of the A sliver at rows [i0, i0+m) and depth p0, and its k-stride.
+ * Rows past the edge repeat the last valid row (their results are discarded). */
+static int64_t FN(a_sliver_ptrs)(const FN(kinfo) *ki, int mode, int trans, const T *A,
+                                 int64_t lda, const int64_t *rows, int64_t i0, int64_t m,
+                                 int64_t p0, const T *apack_sliver, const T **ptrs)
+{
+    const int mr = ki->mr;
+    if (mode == 0) { /* packed */
+        for (int i = 0; i < mr; i++) ptrs[i] = apack_sliver + i;
+        return mr;
+    }
+    for (int i = 0; i < mr; i++) {
+        const int64_t ii = i0 + (i < m ? i : m - 1);
+        if (!trans)
+            ptrs[i] = A + (rows ? rows[ii] : ii) * lda + p0;
+        else
+            ptrs[i] = A + p0 * lda + ii;
+    }
+    return trans ? lda : 1;
 }
 
 static void FN(scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
@@ -84,9 +153,10 @@ static void FN(scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
 static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t M, int64_t N,
                           int64_t K, T alpha, const T *A, int64_t lda, const int64_t *a_rows,
                           const T *B, int64_t ldb, T beta, T *C, int64_t ldc, int64_t kc_blk,
-                          int64_t mc_blk, T *apack, T *bpack)
+                          int64_t mc_blk, int direct, T *apack, T *bpack)
 {
     const int mr = ki->mr, nr = ki->nr;
+    const T *ptrs[FSGD_MAX_MR];
     for (int64_t jc = 0; jc < N; jc += ki->nc) {
         const int64_t nc = (N - jc < ki->nc) ? N - jc : ki->nc;
         const int64_t n_jr = (nc + nr - 1) / nr;
@@ -104,14 +174,16 @@ static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t
             for (int64_t ic = 0; ic < M; ic += mc_blk) {
                 const int64_t mc = (M - ic < mc_blk) ? M - ic : mc_blk;
                 const int64_t n_ir = (mc + mr - 1) / mr;
+                if (!direct) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-                for (int64_t ir = 0; ir < n_ir; ir++) {
-                    const int64_t i0 = ic + ir * mr;
-                    const int64_t m = (ic + mc - i0 < mr) ? ic + mc - i0 : mr;
-                    FN(pack_a_sliver)(ki, trans_a, A, lda, a_rows, i0, m, pc, kc,
-                                      apack + ir * mr * kc);
+                    for (int64_t ir = 0; ir < n_ir; ir++) {
+                        const int64_t i0 = ic + ir * mr;
+                        const int64_t m = (ic + mc - i0 < mr) ? ic + mc - i0 : mr;
+                        FN(pack_a_sliver)(ki, trans_a, A, lda, a_rows, i0, m, pc, kc,
+                                          apack + ir * mr * kc);
+                    }
                 }
                 const int64_t tiles = n_jr * n_ir;
 #ifdef _OPENMP
@@ -122,8 +194,10 @@ static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t
                     const int64_t i0 = ic + ir * mr, j0 = jc + jr * nr;
                     const int mv = (int)((ic + mc - i0 < mr) ? ic + mc - i0 : mr);
                     const int nv = (int)((jc + nc - j0 < nr) ? jc + nc - j0 : nr);
-                    ki->kern(kc, apack + ir * mr * kc, bpack + jr * nr * kc, C + i0 * ldc + j0,
-                             ldc, alpha, beta_eff, mv, nv);
+                    const int64_t cs = FN(a_sliver_ptrs)(ki, direct, trans_a, A, lda, a_rows, i0,
+                                                         mv, pc, apack + ir * mr * kc, ptrs);
+                    ki->kern(kc, ptrs, cs, bpack + jr * nr * kc, C + i0 * ldc + j0, ldc, alpha,
+                             beta_eff, mv, nv);
                 }
             }
         }
@@ -160,6 +234,11 @@ int FN(fsgd_gemm)(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
     T *apack = (T *)ws;
     T *bpack = (T *)(ws + ((a_bytes + 63) & ~(size_t)63));
 
+    /* Read A in place when packing it cannot pay: few column slivers reuse
+       each packed A block (packing costs about 1/N of the arithmetic). A
+       transposed A with gathered rows is always packed. */
+    const int direct = !(trans_a && a_rows) && N <= 4 * ki.nr;
+
     int nt = nthreads < 1 ? 1 : nthreads;
     /* small products cannot pay for a team: about 2 MFLOP per extra thread */
     const double flops = 2.0 * (double)M * (double)N * (double)K;
@@ -172,7 +251,7 @@ int FN(fsgd_gemm)(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     FN(gemm_body)(&ki, trans_a, trans_b, M, N, K, alpha, A, lda, a_rows, B, ldb, beta, C, ldc,
-                  kc_blk, mc_blk, apack, bpack);
+                  kc_blk, mc_blk, direct, apack, bpack);
     return FSGD_OK;
 }
 

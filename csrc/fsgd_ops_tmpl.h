@@ -297,112 +297,182 @@ void FN(fsgd_gather_rows)(int nthreads, int64_t n, int64_t cols, const T *X, int
 }
 
 /* ---- optimizers --------------------------------------------------------- */
-/* One element of every update rule (Keras 3 formulas). Reads p, g and the
- * state, returns the new parameter and writes the new state to *n1..*n3. */
-static inline T FN(step_elem)(const fsgd_opt *o, T lr, T c1, T c2, T p, T g, T s1, T s2, T s3,
-                              T *n1, T *n2, T *n3)
+/* Settings of one step, converted to T once per call. */
+typedef struct {
+    T lr, l1, l2x2, wd_lr, wd_coupled, mu, rho, eps, b1c, b2c, c1;
+} FN(ustep);
+
+/* One element of every update rule (Keras 3 formulas). The rule and its
+ * flags are compile-time constants at each call site, so every variant is
+ * its own vectorised loop. Penalties and decay are applied without a
+ * branch: with l1 = l2 = weight_decay = 0 they leave g and p bit-for-bit
+ * unchanged. Reads p, g and the state; returns the new parameter and writes
+ * the new state to *n1..*n3. */
+static inline __attribute__((always_inline)) T FN(step_elem)(
+    const int kind, const int mom, const int nest, const int ams, const int cent,
+    const FN(ustep) uv, T p, T g, T s1, T s2, T s3, T *n1, T *n2, T *n3)
 {
+    const FN(ustep) *u = &uv;
     *n1 = s1;
     *n2 = s2;
     *n3 = s3;
-    if (o->l2 != 0.0) g += (T)(2.0 * o->l2) * p;
-    if (o->l1 != 0.0) g += (T)o->l1 * (T)((p > (T)0) - (p < (T)0));
-    if (o->weight_decay != 0.0) {
-        if (o->decoupled)
-            p -= p * (T)o->weight_decay * lr;
-        else
-            g += (T)o->weight_decay * p;
+    const T sgn = (p > (T)0 ? (T)1 : (T)0) - (p < (T)0 ? (T)1 : (T)0);
+    g += u->l2x2 * p + u->l1 * sgn + u->wd_coupled * p;
+    p -= p * u->wd_lr;
+    if (kind == FSGD_OPT_SGD) {
+        if (!mom) return p - u->lr * g;
+        const T v = u->mu * s1 - u->lr * g;
+        *n1 = v;
+        return nest ? p + (u->mu * v - u->lr * g) : p + v;
     }
-    switch (o->kind) {
-    case FSGD_OPT_SGD:
-        if (o->momentum == 0.0) return p - lr * g;
-        {
-            const T mu = (T)o->momentum;
-            const T v = mu * s1 - lr * g;
-            *n1 = v;
-            return o->nesterov ? p + (mu * v - lr * g) : p + v;
-        }
-    case FSGD_OPT_ADAGRAD: {
+    if (kind == FSGD_OPT_ADAGRAD) {
         const T acc = s1 + g * g;
         *n1 = acc;
-        return p - lr * g / SQRTT(acc + (T)o->epsilon);
+        return p - u->lr * g / SQRTT(acc + u->eps);
     }
-    case FSGD_OPT_RMSPROP: {
-        const T rho = (T)o->rho;
-        const T vel = rho * s1 + ((T)1 - rho) * g * g;
+    if (kind == FSGD_OPT_RMSPROP) {
+        const T vel = u->rho * s1 + ((T)1 - u->rho) * g * g;
         *n1 = vel;
-        T den;
-        if (o->centered) {
-            const T avg = rho * s3 + ((T)1 - rho) * g;
+        T den = vel + u->eps;
+        if (cent) {
+            const T avg = u->rho * s3 + ((T)1 - u->rho) * g;
             *n3 = avg;
-            den = vel - avg * avg + (T)o->epsilon;
-        } else {
-            den = vel + (T)o->epsilon;
+            den = vel - avg * avg + u->eps;
         }
-        const T inc = lr * g / SQRTT(den);
-        if (o->momentum > 0.0) {
-            const T mom = (T)o->momentum * s2 + inc;
-            *n2 = mom;
-            return p - mom;
+        const T inc = u->lr * g / SQRTT(den);
+        if (mom) {
+            const T m = u->mu * s2 + inc;
+            *n2 = m;
+            return p - m;
         }
         return p - inc;
     }
-    case FSGD_OPT_ADAM: {
-        /* c1 = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) */
-        const T m = s1 + (g - s1) * ((T)1 - (T)o->beta_1);
-        T v = s2 + (g * g - s2) * ((T)1 - (T)o->beta_2);
-        *n1 = m;
-        *n2 = v;
-        if (o->amsgrad) {
-            const T vh = s3 > v ? s3 : v;
-            *n3 = vh;
-            v = vh;
-        }
-        (void)c2;
-        return p - c1 * m / (SQRTT(v) + (T)o->epsilon);
+    /* Adam: c1 = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) */
+    const T m = s1 + (g - s1) * u->b1c;
+    T v = s2 + (g * g - s2) * u->b2c;
+    *n1 = m;
+    *n2 = v;
+    if (ams) {
+        v = s3 > v ? s3 : v;
+        *n3 = v;
     }
-    default:
-        return p;
-    }
+    return p - u->c1 * m / (SQRTT(v) + u->eps);
 }
 
-int FN(fsgd_update)(int nthreads, const fsgd_opt *o, int check, int64_t n, const T *g, T *p,
-                    T *s1, T *s2, T *s3)
+/* One function per rule variant over elements [lo, hi): a plain loop the
+ * compiler vectorises (check: report a non-finite result without writing;
+ * else write p and the state). Which state arrays a rule uses is a
+ * compile-time constant. */
+#define UPD_FN(NAME, KIND, MOM, NEST, AMS, CENT)                                              \
+    FSGD_CLONES static int FN(NAME)(const FN(ustep) u, int check, int64_t lo, int64_t hi,     \
+                                    const T *restrict g, T *restrict p, T *restrict s1,       \
+                                    T *restrict s2, T *restrict s3)                           \
+    {                                                                                         \
+        const int N2 = (KIND == FSGD_OPT_ADAM) || (KIND == FSGD_OPT_RMSPROP && MOM);          \
+        const int N3 = (KIND == FSGD_OPT_ADAM && AMS) || (KIND == FSGD_OPT_RMSPROP && CENT);  \
+        const int U1 = KIND != FSGD_OPT_SGD || MOM;                                           \
+        int bad = 0;                                                                          \
+        if (check) {                                                                          \
+            for (int64_t i = lo; i < hi; i++) {                                               \
+                T a_, b_, c_;                                                                 \
+                const T np_ = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, u, p[i], g[i],        \
+                                            U1 ? s1[i] : (T)0, N2 ? s2[i] : (T)0,             \
+                                            N3 ? s3[i] : (T)0, &a_, &b_, &c_);                \
+                bad |= !(np_ - np_ == (T)0);                                                  \
+            }                                                                                 \
+            return bad;                                                                       \
+        }                                                                                     \
+        for (int64_t i = lo; i < hi; i++) {                                                   \
+            T a_, b_, c_;                                                                     \
+            p[i] = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, u, p[i], g[i],                   \
+                                 U1 ? s1[i] : (T)0, N2 ? s2[i] : (T)0, N3 ? s3[i] : (T)0,     \
+                                 &a_, &b_, &c_);                                              \
+            if (U1) s1[i] = a_;                                                               \
+            if (N2) s2[i] = b_;                                                               \
+            if (N3) s3[i] = c_;                                                               \
+        }                                                                                     \
+        return 0;                                                                             \
+    }
+
+UPD_FN(upd_sgd, FSGD_OPT_SGD, 0, 0, 0, 0)
+UPD_FN(upd_sgd_mom, FSGD_OPT_SGD, 1, 0, 0, 0)
+UPD_FN(upd_sgd_nest, FSGD_OPT_SGD, 1, 1, 0, 0)
+UPD_FN(upd_adagrad, FSGD_OPT_ADAGRAD, 0, 0, 0, 0)
+UPD_FN(upd_rms, FSGD_OPT_RMSPROP, 0, 0, 0, 0)
+UPD_FN(upd_rms_mom, FSGD_OPT_RMSPROP, 1, 0, 0, 0)
+UPD_FN(upd_rms_cent, FSGD_OPT_RMSPROP, 0, 0, 0, 1)
+UPD_FN(upd_rms_mom_cent, FSGD_OPT_RMSPROP, 1, 0, 0, 1)
+UPD_FN(upd_adam, FSGD_OPT_ADAM, 0, 0, 0, 0)
+UPD_FN(upd_adam_ams, FSGD_OPT_ADAM, 0, 0, 1, 0)
+#undef UPD_FN
+
+typedef int (*FN(upd_fn))(const FN(ustep), int, int64_t, int64_t, const T *restrict,
+                           T *restrict, T *restrict, T *restrict, T *restrict);
+
+int FN(fsgd_update)(int nthreads, const fsgd_opt *o, int check, int64_t n, const T *restrict g,
+                    T *restrict p, T *restrict s1, T *restrict s2, T *restrict s3)
 {
-    const T lr = (T)o->lr;
-    T c1 = lr, c2 = 0;
+    FN(ustep) u;
+    u.lr = (T)o->lr;
+    u.l1 = (T)o->l1;
+    u.l2x2 = (T)(2.0 * o->l2);
+    u.wd_lr = o->decoupled ? (T)(o->weight_decay * o->lr) : (T)0;
+    u.wd_coupled = o->decoupled ? (T)0 : (T)o->weight_decay;
+    u.mu = (T)o->momentum;
+    u.rho = (T)o->rho;
+    u.eps = (T)o->epsilon;
+    u.b1c = (T)(1.0 - o->beta_1);
+    u.b2c = (T)(1.0 - o->beta_2);
+    u.c1 = u.lr;
     if (o->kind == FSGD_OPT_ADAM) {
         const double t = (double)(o->step < 1 ? 1 : o->step);
-        c1 = (T)(o->lr * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));
+        u.c1 = (T)(o->lr * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));
     }
+    const int mom = o->momentum > 0.0;
+    FN(upd_fn) fn;
+    int n1 = 0, n2 = 0, n3 = 0; /* state arrays the rule needs */
+    switch (o->kind) {
+    case FSGD_OPT_SGD:
+        fn = !mom ? FN(upd_sgd) : (o->nesterov ? FN(upd_sgd_nest) : FN(upd_sgd_mom));
+        n1 = mom;
+        break;
+    case FSGD_OPT_ADAGRAD:
+        fn = FN(upd_adagrad);
+        n1 = 1;
+        break;
+    case FSGD_OPT_RMSPROP:
+        fn = mom ? (o->centered ? FN(upd_rms_mom_cent) : FN(upd_rms_mom))
+                 : (o->centered ? FN(upd_rms_cent) : FN(upd_rms));
+        n1 = 1;
+        n2 = mom;
+        n3 = o->centered;
+        break;
+    case FSGD_OPT_ADAM:
+        fn = o->amsgrad ? FN(upd_adam_ams) : FN(upd_adam);
+        n1 = n2 = 1;
+        n3 = o->amsgrad;
+        break;
+    default:
+        return FSGD_ERR_ARG;
+    }
+    if ((n1 && !s1) || (n2 && !s2) || (n3 && !s3)) return FSGD_ERR_ARG;
     int bad = 0;
     const int nt = FN(nt_for)(nthreads, n);
-    (void)nt;
-    T z = 0;
-    if (check) {
+    if (nt <= 1) {
+        bad = fn(u, check, 0, n, g, p, s1, s2, s3);
+    } else {
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1) reduction(| : bad)
-#endif
-        for (int64_t i = 0; i < n; i++) {
-            T a, b, c;
-            const T np = FN(step_elem)(o, lr, c1, c2, p[i], g[i], s1 ? s1[i] : z, s2 ? s2[i] : z,
-                                       s3 ? s3[i] : z, &a, &b, &c);
-            bad |= !(np - np == (T)0);
+#pragma omp parallel num_threads(nt) reduction(| : bad)
+        {
+            const int t = omp_get_thread_num(), k = omp_get_num_threads();
+            const int64_t lo = n * t / k, hi = n * (t + 1) / k;
+            bad |= fn(u, check, lo, hi, g, p, s1, s2, s3);
         }
-        return bad ? FSGD_ERR_NONFINITE : FSGD_OK;
-    }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#else
+        bad = fn(u, check, 0, n, g, p, s1, s2, s3);
 #endif
-    for (int64_t i = 0; i < n; i++) {
-        T a, b, c;
-        p[i] = FN(step_elem)(o, lr, c1, c2, p[i], g[i], s1 ? s1[i] : z, s2 ? s2[i] : z,
-                             s3 ? s3[i] : z, &a, &b, &c);
-        if (s1) s1[i] = a;
-        if (s2) s2[i] = b;
-        if (s3) s3[i] = c;
     }
-    return FSGD_OK;
+    return bad ? FSGD_ERR_NONFINITE : FSGD_OK;
 }
 
 /* ---- a whole network ---------------------------------------------------- */

@@ -10,14 +10,17 @@
  *   UKR_NV      vectors per tile row (NR = UKR_NV * UKR_VL)
  *   UKR_TARGET  function attributes (e.g. __attribute__((target("avx2,fma"))))
  *
- * a: packed A sliver, kc steps of UKR_MR values. b: packed B sliver, kc steps
- * of NR values, 64-byte aligned. The tile's product is written to C as
+ * ar: UKR_MR row pointers; element (i, k) of the A sliver is ar[i][k * cs]
+ * (a packed sliver: ar[i] = base + i, cs = UKR_MR; rows read in place:
+ * cs = 1 or the matrix's leading dimension). b: packed B sliver, kc steps of
+ * NR values, 64-byte aligned. The tile's product is written to C as
  * C = alpha * AB + beta * C (beta == 0: C is not read). mv, nv: the valid
  * part of the tile at the matrix edges.
  */
 #define UKR_NR (UKR_NV * UKR_VL)
 
-UKR_TARGET static void UKR_NAME(int64_t kc, const UKR_T *restrict a, const UKR_T *restrict b,
+UKR_TARGET static void UKR_NAME(int64_t kc, const UKR_T *const *ar, int64_t cs,
+                                const UKR_T *restrict b,
                                 UKR_T *restrict c, int64_t ldc, UKR_T alpha, UKR_T beta,
                                 int mv, int nv)
 {
@@ -27,18 +30,20 @@ UKR_TARGET static void UKR_NAME(int64_t kc, const UKR_T *restrict a, const UKR_T
 #pragma GCC unroll 4
         for (int j = 0; j < UKR_NV; j++) acc[i][j] = (UKR_VT){0};
 
+    const UKR_T *a[UKR_MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < UKR_MR; i++) a[i] = ar[i];
 #pragma GCC unroll 2
-    for (int64_t k = 0; k < kc; k++) {
+    for (int64_t k = 0, off = 0; k < kc; k++, off += cs) {
         UKR_VT bv[UKR_NV];
 #pragma GCC unroll 4
         for (int j = 0; j < UKR_NV; j++) bv[j] = *(const UKR_VT *)(b + j * UKR_VL);
 #pragma GCC unroll 16
         for (int i = 0; i < UKR_MR; i++) {
-            const UKR_T ai = a[i];
+            const UKR_T ai = a[i][off];
 #pragma GCC unroll 4
             for (int j = 0; j < UKR_NV; j++) acc[i][j] += ai * bv[j];
         }
-        a += UKR_MR;
         b += UKR_NR;
     }
 

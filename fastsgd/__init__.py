@@ -1,1 +1,63 @@
-from ._kernels import gemm
+"""fastsgd: fast, exact mini-batch SGD for dense neural networks on the CPU.
+
+>>> import fastsgd
+>>> model = fastsgd.Sequential([fastsgd.Dense(64, "sigmoid", input_dim=784),
+...                             fastsgd.Dense(10, "softmax")], seed=0)
+>>> model.count_params()
+50890
+"""
+import os as _os
+
+from . import _kernels
+from ._kernels import get_num_threads, set_num_threads
+from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
+from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
+from .io import load_model
+from .layers import Dense, Sequential
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .trainer import DivergenceWarning, History, Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dense", "Sequential", "Trainer", "History", "DivergenceWarning",
+    "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer",
+    "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "LambdaCallback",
+    "load_model", "get_num_threads", "set_num_threads", "config", "show_config",
+    "__version__",
+]
+
+
+def _apply_simd_env():
+    want = _os.environ.get("FASTSGD_SIMD", "").strip().lower()
+    if want:
+        try:
+            _kernels.set_simd(want)
+        except ValueError as e:
+            import warnings
+            warnings.warn(f"FASTSGD_SIMD ignored: {e}", RuntimeWarning, stacklevel=2)
+
+
+_apply_simd_env()
+
+
+def config():
+    """The build and run-time configuration, as a dict."""
+    import numpy as np
+    return {
+        "version": __version__,
+        "compiler": _kernels.compiler(),
+        "openmp": _kernels.openmp_enabled(),
+        "simd": _kernels.simd_path(),
+        "simd_supported": _kernels.simd_supported(),
+        "threads": get_num_threads(),
+        "cpu_count": _kernels.cpu_count(),
+        "numpy": np.__version__,
+    }
+
+
+def show_config():
+    """Print :func:`config` (version, compiler, OpenMP, SIMD path, threads)."""
+    for k, v in config().items():
+        print(f"{k:>15}: {v}")

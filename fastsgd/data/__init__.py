@@ -1,0 +1,1 @@
+"""The bundled MNIST sample (data files only)."""
