@@ -155,6 +155,7 @@ cdef int _check(int status) except -1:
 
 # ---- threads and configuration ---------------------------------------------
 cdef int _threads = 0  # 0: not set explicitly
+cdef int _initial_omp = fsgd_omp_max_threads()
 
 
 def get_num_threads():
@@ -188,8 +189,10 @@ def set_num_threads(n):
 
 
 def _reset_num_threads():
+    """Forget an explicit setting (back to the environment's default)."""
     global _threads
     _threads = 0
+    fsgd_omp_set_threads(_initial_omp)
 
 
 def openmp_enabled():

@@ -2,7 +2,8 @@
 
 The trainer calls ``on_train_begin``, then per epoch ``on_epoch_begin``,
 ``on_batch_end`` after every mini-batch (logs: ``batch``, ``size``,
-``loss``, ``accuracy`` when defined) and ``on_epoch_end`` (logs: ``loss``,
+``loss``, ``accuracy`` when defined, and ``indices``: a read-only view of
+the sample rows in the batch) and ``on_epoch_end`` (logs: ``loss``,
 ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``), and
 finally ``on_train_end``. A callback stops training by setting
 ``self.model.stop_training = True``.

@@ -218,11 +218,11 @@ class Trainer:
 
     def _evaluate_net(self, net, X, t):
         net.bind(X, t, None)
-        cap = net_capacity = self._eval_capacity
+        cap = self._eval_capacity
         loss = 0.0
         correct = 0
         n = X.shape[0]
-        for start in range(0, n, net_capacity):
+        for start in range(0, n, cap):
             ls, c = net.eval_batch(start, min(cap, n - start))
             loss += ls
             correct += c
@@ -320,6 +320,9 @@ class Trainer:
             lr_used = opt.lr
             perm = self._rng.permutation(n).astype(np.int64) if self.shuffle else None
             net.bind(X, t, perm)
+            if batch_cbs:
+                order = perm if perm is not None else np.arange(n, dtype=np.int64)
+                order.flags.writeable = False
             progress.epoch_begin(epoch)
             t0 = time.perf_counter()
             loss_sum = 0.0
@@ -346,7 +349,8 @@ class Trainer:
                 correct += c
                 seen += nb
                 if batch_cbs:
-                    blogs = {"batch": b, "size": nb, "loss": ls / nb}
+                    blogs = {"batch": b, "size": nb, "loss": ls / nb,
+                             "indices": order[start:start + nb]}
                     if classification:
                         blogs["accuracy"] = c / (nb * acc_denom)
                     for cb in batch_cbs:
@@ -380,6 +384,19 @@ class Trainer:
         for cb in callbacks:
             cb.on_train_end({})
         return history
+
+    def gradients(self, X, y):
+        """The mean cost on ``(X, y)`` and its gradients, without a step.
+
+        Returns ``(loss, grads)`` with ``grads = [dW0, db0, dW1, db1, ...]``
+        (new arrays), computed by the same compiled backward pass as
+        training, on all of ``X`` as one batch.
+        """
+        X, t = self._prepare(X, y)
+        net, grads = self._build_net(X.shape[0], with_state=False)
+        net.bind(X, t, None)
+        loss, _ = net.train_batch(0, X.shape[0], update=False)
+        return loss / X.shape[0], [a.copy() for pair in grads for a in pair]
 
     def evaluate(self, X, y, *, batch_size=1024):
         """Mean cost (and accuracy for classification costs) on ``(X, y)``.

@@ -1,0 +1,51 @@
+"""Shared fixtures: per-dtype tolerances, the full MNIST folder, SIMD paths."""
+import os
+
+import numpy as np
+import pytest
+
+import fastsgd
+from fastsgd import _kernels
+
+#: relative tolerances for comparisons with float64 NumPy references
+RTOL = {np.float32: 2e-5, np.float64: 1e-12}
+ATOL = {np.float32: 1e-6, np.float64: 1e-14}
+
+DTYPES = [np.float32, np.float64]
+
+MNIST_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                         "mnist"))
+
+
+def tol(dtype, scale=1.0):
+    return {"rtol": RTOL[np.dtype(dtype).type] * scale, "atol": ATOL[np.dtype(dtype).type] * scale}
+
+
+@pytest.fixture
+def mnist_dir():
+    """The full MNIST files (../shared/data/mnist); CI must have them."""
+    if not os.path.isdir(MNIST_DIR):
+        if os.environ.get("CI"):
+            pytest.fail(f"full MNIST is required in CI but {MNIST_DIR} is missing")
+        pytest.skip(f"full MNIST not found at {MNIST_DIR} (needs ../shared beside the project)")
+    return MNIST_DIR
+
+
+@pytest.fixture(params=_kernels.simd_available())
+def simd(request):
+    """Run a test once per SIMD path this CPU supports."""
+    before = _kernels.simd_path()
+    _kernels.set_simd(request.param)
+    yield request.param
+    _kernels.set_simd({"generic": "generic", "avx2+fma": "avx2", "avx512f": "avx512"}[before])
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    yield
+    _kernels._reset_num_threads()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
