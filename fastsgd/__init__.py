@@ -14,7 +14,10 @@ from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
 from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
 from .io import load_model
 from .layers import Dense, Sequential
+from .lr_finder import LRFinderResult, find_lr
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .schedules import (Constant, CosineDecay, ExponentialDecay, InverseTimeDecay,
+                        LearningRateScheduler, ReduceLROnPlateau, StepDecay)
 from .trainer import DivergenceWarning, History, Trainer
 
 __version__ = "0.1.0"
@@ -24,6 +27,8 @@ __all__ = [
     "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer",
     "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy",
     "Callback", "EarlyStopping", "ModelCheckpoint", "LambdaCallback",
+    "LearningRateScheduler", "ReduceLROnPlateau", "Constant", "StepDecay", "ExponentialDecay",
+    "InverseTimeDecay", "CosineDecay", "find_lr", "LRFinderResult",
     "load_model", "get_num_threads", "set_num_threads", "config", "show_config",
     "__version__",
 ]

@@ -173,3 +173,84 @@ def test_adam_trains_the_intermediate_net_on_the_sample():
     tr = Trainer(m, "cross_entropy", Adam(0.001), batch_size=128, seed=0)
     tr.fit(X, y, epochs=5, verbose=0)
     assert tr.evaluate(Xt, yt)["accuracy"] > 0.9
+
+
+# ---- schedules and the learning-rate finder ---------------------------------------------
+def test_schedule_sequences():
+    from fastsgd import Constant, CosineDecay, ExponentialDecay, InverseTimeDecay, StepDecay
+    assert Constant().sequence(3, 0.1) == [0.1, 0.1, 0.1]
+    assert StepDecay(0.5, 2).sequence(5, 1.0) == [1.0, 1.0, 0.5, 0.5, 0.25]
+    np.testing.assert_allclose(ExponentialDecay(0.5).sequence(3, 0.2), [0.2, 0.1, 0.05])
+    np.testing.assert_allclose(ExponentialDecay(0.5, 2, staircase=True).sequence(4, 1.0),
+                               [1, 1, 0.5, 0.5])
+    np.testing.assert_allclose(ExponentialDecay(0.25, 2).sequence(3, 1.0), [1, 0.5, 0.25])
+    np.testing.assert_allclose(InverseTimeDecay(1.0).sequence(3, 1.0), [1, 0.5, 1 / 3])
+    np.testing.assert_allclose(CosineDecay(4).sequence(6, 1.0),
+                               [1, 0.5 + 0.5 * np.cos(np.pi / 4), 0.5, 0.5 - 0.5 * np.cos(np.pi / 4), 0, 0],
+                               atol=1e-15)
+    np.testing.assert_allclose(CosineDecay(2, alpha=0.1, warmup_epochs=2, warmup_target=1.0).sequence(5, 0.1),
+                               [0.1, 0.55, 1.0, 0.55, 0.1])
+    with pytest.raises(ValueError, match="drop"):
+        StepDecay(drop=0)
+    with pytest.raises(ValueError, match="decay_epochs"):
+        CosineDecay(0)
+
+
+def test_scheduler_sets_lr_each_epoch_and_history_records_it(rng):
+    from fastsgd import LearningRateScheduler, StepDecay
+    X = rng.random((64, 3))
+    y = rng.integers(0, 2, 64)
+    m = Sequential([Dense(2, "softmax", input_dim=3)], seed=0)
+    h = Trainer(m, "cross_entropy", SGD(0.4), batch_size=16).fit(
+        X, y, epochs=5, verbose=0, callbacks=[LearningRateScheduler(StepDecay(0.5, 2))])
+    assert h.history["lr"] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    with pytest.raises(ValueError, match="invalid learning rate"):
+        Trainer(m, "cross_entropy", SGD(0.4)).fit(
+            X, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda e, lr: -1.0)])
+
+
+def test_reduce_lr_on_plateau_scripted():
+    from fastsgd import ReduceLROnPlateau
+
+    class T:
+        optimizer = SGD(1.0)
+
+    cb = ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.0, cooldown=1, min_lr=0.2)
+    cb.trainer = T()
+    cb.on_train_begin()
+    lrs = []
+    for e, v in enumerate([1.0, 1.0, 1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]):
+        cb.on_epoch_end(e, {"val_loss": v})
+        lrs.append(T.optimizer.lr)
+    # e2: patience runs out -> 0.5 (cooldown 1); e3: cooldown, 0.9 is a new best;
+    # e5: out again -> 0.25; e7: -> 0.2 (min_lr); e9: already at min_lr
+    assert lrs == [1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2, 0.2]
+
+
+def test_find_lr_leaves_model_untouched_is_reproducible_and_stops_on_divergence():
+    from fastsgd.datasets import load_mnist_sample
+    (X, y), _ = load_mnist_sample()
+    m = Sequential([Dense(32, "relu", input_dim=784), Dense(10, "softmax")], seed=0)
+    before = m.get_weights()
+    r1 = fastsgd.find_lr(m, "cross_entropy", X, y, batch_size=64, seed=3, max_lr=1e4)
+    for p, q in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(p, q)
+    r2 = fastsgd.find_lr(m, "cross_entropy", X, y, batch_size=64, seed=3, max_lr=1e4)
+    assert r1.lrs == r2.lrs and r1.losses == r2.losses and r1.suggestion == r2.suggestion
+    assert r1.stopped_early and len(r1.lrs) < 100
+    assert r1.lrs[0] == pytest.approx(1e-6)
+    assert r1.suggestion == pytest.approx(r1.lrs[int(np.argmin(r1.losses))] / 10)
+    assert 1e-4 < r1.suggestion < 10
+    with pytest.raises(ValueError, match="max_lr"):
+        fastsgd.find_lr(m, "cross_entropy", X, y, min_lr=1.0, max_lr=0.5)
+
+
+def test_find_lr_picks_a_rate_that_trains_the_intermediate_net(mnist_dir):
+    from fastsgd.datasets import load_mnist
+    (X, y), (Xt, yt) = load_mnist(mnist_dir, download=False)
+    m = Sequential([Dense(64, "relu", input_dim=784), Dense(64, "relu"), Dense(10, "softmax")],
+                   seed=42)
+    r = fastsgd.find_lr(m, "cross_entropy", X, y, batch_size=128, seed=0)
+    tr = Trainer(m, "cross_entropy", SGD(r.suggestion), batch_size=128, seed=42)
+    tr.fit(X, y, epochs=20, verbose=0)
+    assert tr.evaluate(Xt, yt)["accuracy"] >= 0.97, r
