@@ -1,6 +1,7 @@
 """The command line."""
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -8,8 +9,10 @@ from fastsgd.cli import main
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "fastsgd", *args], capture_output=True, text=True,
-                          timeout=600)
+    # from outside the source tree, so that the installed package is imported
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-m", "fastsgd", *args], capture_output=True,
+                              text=True, timeout=600, cwd=cwd)
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -381,8 +381,10 @@ def test_default_threads_honour_omp_num_threads():
     import sys
     code = "import fastsgd; print(fastsgd.get_num_threads())"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    import tempfile
+    with tempfile.TemporaryDirectory() as cwd:  # import the installed package, not the sources
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             check=True, cwd=cwd).stdout.strip()
     assert out == "1"
 
 
