@@ -11,11 +11,16 @@
 #define FN(name) CAT(name, SFX)
 #define GEMM FN(fsgd_gemm)
 
+static inline int FN(nt_for_min)(int nthreads, int64_t work, int64_t per_thread)
+{
+    if (nthreads < 2 || work < 2 * per_thread) return 1;
+    int64_t useful = work / per_thread;
+    return useful < nthreads ? (int)useful : nthreads;
+}
+
 static inline int FN(nt_for)(int nthreads, int64_t work)
 {
-    if (nthreads < 2 || work < FSGD_PAR_MIN) return 1;
-    int64_t useful = work / FSGD_PAR_MIN;
-    return useful < nthreads ? (int)useful : nthreads;
+    return FN(nt_for_min)(nthreads, work, FSGD_PAR_MIN);
 }
 
 /* ---- activations on one row -------------------------------------------- */
@@ -457,7 +462,8 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, int check, int64_t n, const
     }
     if ((n1 && !s1) || (n2 && !s2) || (n3 && !s3)) return FSGD_ERR_ARG;
     int bad = 0;
-    const int nt = FN(nt_for)(nthreads, n);
+    /* a streaming pass: worth a second thread from a few thousand elements */
+    const int nt = FN(nt_for_min)(nthreads, n, 4096);
     if (nt <= 1) {
         bad = fn(u, check, 0, n, g, p, s1, s2, s3);
     } else {
