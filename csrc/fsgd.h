@@ -114,8 +114,12 @@ FSGD_DECLARE_OPS(double, f64)
 
 /* ---- optimizers ----------------------------------------------------------
  * One fused, in-place pass over a parameter array, its gradient and its
- * state. With check != 0 nothing is written: the call only reports
- * FSGD_ERR_NONFINITE when the step would make a parameter NaN or infinite. */
+ * state. With check != 0 only the gradient is read and nothing is written:
+ * the call reports FSGD_ERR_NONFINITE when a gradient is NaN, infinite or
+ * so large that the step could overflow. Without check, the step is
+ * applied; an element whose new value would not be finite keeps its old
+ * value (and state) and the call reports FSGD_ERR_NONFINITE: a parameter
+ * never becomes NaN or infinite. */
 typedef struct {
     int kind;            /* FSGD_OPT_* */
     double lr;
@@ -168,9 +172,9 @@ int fsgd_net_eval_batch_f64(const fsgd_net *net, int64_t rows, const double *X, 
                             const int64_t *x_rows, const int64_t *y_int, const double *y,
                             double *loss, int64_t *correct);
 /* one mini-batch: forward, cost, backward, and the optimizer step.
-   Returns FSGD_ERR_NONFINITE (and leaves every parameter untouched) when the
-   cost or a stepped parameter would not be finite. update == 0 skips the
-   optimizer step (gradients only). */
+   Returns FSGD_ERR_NONFINITE when the cost or a gradient is not finite (no
+   parameter is touched) or when the step would overflow a parameter (that
+   element keeps its old value). update == 0 skips the optimizer step. */
 int fsgd_net_train_batch_f32(const fsgd_net *net, const fsgd_opt *opt, int update,
                              int64_t rows, const float *X, int64_t ldx, const int64_t *x_rows,
                              const int64_t *y_int, const float *y, double *loss,

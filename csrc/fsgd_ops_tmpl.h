@@ -304,7 +304,7 @@ void FN(fsgd_gather_rows)(int nthreads, int64_t n, int64_t cols, const T *X, int
 /* ---- optimizers --------------------------------------------------------- */
 /* Settings of one step, converted to T once per call. */
 typedef struct {
-    T lr, l1, l2x2, wd_lr, wd_coupled, mu, rho, eps, b1c, b2c, c1;
+    T lr, l1, l2x2, wd_lr, wd_coupled, mu, rho, eps, b1c, b2c, c1, gmax;
 } FN(ustep);
 
 /* One element of every update rule (Keras 3 formulas). The rule and its
@@ -365,9 +365,14 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
 }
 
 /* One function per rule variant over elements [lo, hi): a plain loop the
- * compiler vectorises (check: report a non-finite result without writing;
- * else write p and the state). Which state arrays a rule uses is a
- * compile-time constant. */
+ * compiler vectorises. Which state arrays a rule uses is a compile-time
+ * constant.
+ *
+ * check != 0: read only the gradient and report whether the step may run:
+ * every g must be finite and small enough (|g| <= gmax) that g*g and
+ * lr*g cannot overflow. Nothing is written.
+ * check == 0: write the step; an element whose new value would still not
+ * be finite keeps its old value and state, and the call reports it. */
 #define UPD_FN(NAME, KIND, MOM, NEST, AMS, CENT)                                              \
     FSGD_CLONES static int FN(NAME)(const FN(ustep) u, int check, int64_t lo, int64_t hi,     \
                                     const T *restrict g, T *restrict p, T *restrict s1,       \
@@ -378,25 +383,37 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
         const int U1 = KIND != FSGD_OPT_SGD || MOM;                                           \
         int bad = 0;                                                                          \
         if (check) {                                                                          \
-            for (int64_t i = lo; i < hi; i++) {                                               \
-                T a_, b_, c_;                                                                 \
-                const T np_ = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, u, p[i], g[i],        \
-                                            U1 ? s1[i] : (T)0, N2 ? s2[i] : (T)0,             \
-                                            N3 ? s3[i] : (T)0, &a_, &b_, &c_);                \
-                bad |= !(np_ - np_ == (T)0);                                                  \
-            }                                                                                 \
+            for (int64_t i = lo; i < hi; i++) bad |= !(FABST(g[i]) <= u.gmax);                \
             return bad;                                                                       \
         }                                                                                     \
-        for (int64_t i = lo; i < hi; i++) {                                                   \
-            T a_, b_, c_;                                                                     \
-            p[i] = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, u, p[i], g[i],                   \
-                                 U1 ? s1[i] : (T)0, N2 ? s2[i] : (T)0, N3 ? s3[i] : (T)0,     \
-                                 &a_, &b_, &c_);                                              \
-            if (U1) s1[i] = a_;                                                               \
-            if (N2) s2[i] = b_;                                                               \
-            if (N3) s3[i] = c_;                                                               \
+        for (int64_t blk = lo; blk < hi; blk += 256) {                                        \
+            const int64_t m = hi - blk < 256 ? hi - blk : 256;                                \
+            T np_[256], na_[256], nb_[256], nc_[256];                                         \
+            int bb = 0;                                                                       \
+            for (int64_t j = 0; j < m; j++) {                                                 \
+                const int64_t i = blk + j;                                                    \
+                np_[j] = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, u, p[i], g[i],             \
+                                       U1 ? s1[i] : (T)0, N2 ? s2[i] : (T)0,                  \
+                                       N3 ? s3[i] : (T)0, &na_[j], &nb_[j], &nc_[j]);         \
+                bb |= !(np_[j] - np_[j] == (T)0);                                             \
+            }                                                                                 \
+            if (!bb) {                                                                        \
+                memcpy(p + blk, np_, (size_t)m * sizeof(T));                                  \
+                if (U1) memcpy(s1 + blk, na_, (size_t)m * sizeof(T));                         \
+                if (N2) memcpy(s2 + blk, nb_, (size_t)m * sizeof(T));                         \
+                if (N3) memcpy(s3 + blk, nc_, (size_t)m * sizeof(T));                         \
+                continue;                                                                     \
+            }                                                                                 \
+            bad = 1; /* keep the old value wherever the new one is not finite */              \
+            for (int64_t j = 0; j < m; j++) {                                                 \
+                if (!(np_[j] - np_[j] == (T)0)) continue;                                     \
+                p[blk + j] = np_[j];                                                          \
+                if (U1) s1[blk + j] = na_[j];                                                 \
+                if (N2) s2[blk + j] = nb_[j];                                                 \
+                if (N3) s3[blk + j] = nc_[j];                                                 \
+            }                                                                                 \
         }                                                                                     \
-        return 0;                                                                             \
+        return bad;                                                                           \
     }
 
 UPD_FN(upd_sgd, FSGD_OPT_SGD, 0, 0, 0, 0)
@@ -429,6 +446,14 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, int check, int64_t n, const
     u.b1c = (T)(1.0 - o->beta_1);
     u.b2c = (T)(1.0 - o->beta_2);
     u.c1 = u.lr;
+    {
+        /* the largest gradient whose square and whose step stay far from overflow */
+        const double tmax = sizeof(T) == 4 ? 3.4028234663852886e38 : 1.7976931348623157e308;
+        double gmax = sqrt(tmax) * 0.25;
+        const double scale = o->lr > 1.0 ? o->lr : 1.0;
+        if (gmax > tmax * 0.25 / scale) gmax = tmax * 0.25 / scale;
+        u.gmax = (T)gmax;
+    }
     if (o->kind == FSGD_OPT_ADAM) {
         const double t = (double)(o->step < 1 ? 1 : o->step);
         u.c1 = (T)(o->lr * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));

@@ -87,8 +87,10 @@ class Optimizer:
     def step(self, params, grads):
         """Apply one step to ``params`` given ``grads`` (NumPy arrays), in place.
 
-        Returns False, leaving everything untouched, when the step would make
-        a parameter NaN or infinite.
+        Returns False when the step is refused: a gradient that is NaN,
+        infinite or large enough to overflow leaves everything untouched; an
+        element whose stepped value would still not be finite keeps its old
+        value. Parameters never become NaN or infinite.
         """
         from . import _kernels
         state = self.build(params)
@@ -96,10 +98,11 @@ class Optimizer:
         for p, g, st in zip(params, grads, state):
             if not _kernels.update(h, p, g, st, check=True):
                 return False
+        ok = True
         for p, g, st in zip(params, grads, state):
-            _kernels.update(h, p, g, st)
+            ok &= _kernels.update(h, p, g, st)
         self.iterations += 1
-        return True
+        return ok
 
     def get_config(self):
         cfg = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "iterations"}
