@@ -234,8 +234,16 @@ IMPORTS = {"fastsgd": "fastsgd", "numpy": "numpy", "torch": "torch", "sklearn": 
            "keras-torch": "keras", "keras-tensorflow": "tensorflow"}
 
 
+def net_spec(name):
+    """A name from NETS, or ``custom:H1-H2-...:activation:cost:lr``."""
+    if name.startswith("custom:"):
+        _, hidden, act, cost, lr = name.split(":")
+        return [int(h) for h in hidden.split("-")], act, cost, float(lr)
+    return NETS[name]
+
+
 def worker(args):
-    hidden, act, cost, lr = NETS[args.net]
+    hidden, act, cost, lr = net_spec(args.net)
     X, y = load_data(args.data, args.samples)
     from threadpoolctl import threadpool_limits
     with threadpool_limits(args.threads):
@@ -327,7 +335,7 @@ def main():
             frameworks.remove(fw)
     cells = []
     for net in args.nets.split(","):
-        hidden = NETS[net][0]
+        hidden = net_spec(net)[0]
         flops = matmul_flops(hidden) * args.samples
         for batch in [int(b) for b in args.batches.split(",")]:
             for threads in [int(t) for t in args.threads_list.split(",")]:

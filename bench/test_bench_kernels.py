@@ -5,17 +5,8 @@ import pytest
 
 from fastsgd import kernels
 
-# (M, K, N, trans_a, trans_b, label)
-SHAPES = [
-    (128, 784, 64, False, False, "X.W (128,784)x(784,64)"),
-    (784, 128, 64, True, False, "X^T.delta (784,128)x(128,64)"),
-    (128, 64, 784, False, True, "delta.W^T (128,64)x(64,784)"),
-    (32, 784, 64, False, False, "(32,784)x(784,64)"),
-    (128, 784, 512, False, False, "(128,784)x(784,512)"),
-    (256, 1024, 1024, False, False, "(256,1024)x(1024,1024)"),
-    (1024, 1024, 1024, False, False, "1024^3"),
-    (2048, 2048, 2048, False, False, "2048^3"),
-]
+from gemm_table import SHAPES  # noqa: E402  (one list of shapes for both)
+
 DTYPES = [np.float32, np.float64]
 
 
@@ -27,7 +18,7 @@ def operands(M, K, N, ta, tb, dtype):
 
 
 def _ids(s):
-    return s[-1].replace(" ", "")
+    return f"{s[0]}x{s[1]}x{s[2]}" + ("T" if s[3] else "") + ("t" if s[4] else "")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

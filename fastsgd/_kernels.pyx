@@ -599,6 +599,94 @@ def update(dict hyper, p, g, states=(), check=False):
     return True
 
 
+cdef class UpdatePlan:
+    """One optimizer step over many parameter arrays in a single nogil call.
+
+    Built once for fixed lists of parameters, gradients and states (the
+    arrays are kept alive here); :meth:`run` first checks every gradient,
+    then steps every array.
+    """
+    cdef int n
+    cdef int dt
+    cdef void **p
+    cdef void **g
+    cdef void **s
+    cdef int64_t *sizes
+    cdef object keep
+
+    def __cinit__(self, list params, list grads, list states):
+        if not (len(params) == len(grads) == len(states)) or not params:
+            raise ValueError("params, grads and states must be non-empty lists of equal length")
+        self.n = len(params)
+        self.dt = _dtype_code(params[0].dtype)
+        self.p = <void **>calloc(self.n, sizeof(void *))
+        self.g = <void **>calloc(self.n, sizeof(void *))
+        self.s = <void **>calloc(3 * self.n, sizeof(void *))
+        self.sizes = <int64_t *>calloc(self.n, sizeof(int64_t))
+        if not (self.p and self.g and self.s and self.sizes):
+            raise MemoryError()
+        self.keep = []
+        cdef cnp.ndarray arr
+        for i in range(self.n):
+            P, G, S = params[i], grads[i], list(states[i])
+            _require(P, f"params[{i}]", dtype=params[0].dtype, writeable=True)
+            _require(G, f"grads[{i}]", dtype=P.dtype)
+            if G.shape != P.shape:
+                raise ValueError(f"grads[{i}] has shape {G.shape} but params[{i}] has {P.shape}")
+            if len(S) > 3:
+                raise ValueError("at most three state arrays per parameter")
+            for k, st in enumerate(S):
+                _require(st, f"states[{i}][{k}]", dtype=P.dtype, writeable=True)
+                if st.shape != P.shape:
+                    raise ValueError(f"states[{i}][{k}] has the wrong shape")
+                arr = st
+                self.s[3 * i + k] = _ptr(arr)
+            self.keep += [P, G] + S
+            arr = P
+            self.p[i] = _ptr(arr)
+            arr = G
+            self.g[i] = _ptr(arr)
+            self.sizes[i] = P.size
+
+    def __dealloc__(self):
+        free(self.p)
+        free(self.g)
+        free(self.s)
+        free(self.sizes)
+
+    cdef int _one(self, int nt, const fsgd_opt *o, int check, int i) noexcept nogil:
+        if self.dt == 0:
+            return fsgd_update_f32(nt, o, check, self.sizes[i], <const float *>self.g[i],
+                                   <float *>self.p[i], <float *>self.s[3 * i],
+                                   <float *>self.s[3 * i + 1], <float *>self.s[3 * i + 2])
+        return fsgd_update_f64(nt, o, check, self.sizes[i], <const double *>self.g[i],
+                               <double *>self.p[i], <double *>self.s[3 * i],
+                               <double *>self.s[3 * i + 1], <double *>self.s[3 * i + 2])
+
+    def run(self, dict hyper):
+        """Returns 0 (stepped), 1 (refused: a gradient is not finite or too
+        large; nothing written) or 2 (stepped, but some elements kept their
+        old value because their new one would not be finite)."""
+        cdef fsgd_opt o = _opt_from(hyper)
+        cdef int nt = get_num_threads(), st = 0, i, result = 0
+        with nogil:
+            for i in range(self.n):
+                if self._one(nt, &o, 1, i) != 0:
+                    result = 1
+                    break
+            if result == 0:
+                for i in range(self.n):
+                    st = self._one(nt, &o, 0, i)
+                    if st == FSGD_ERR_NONFINITE:
+                        result = 2
+                    elif st != 0:
+                        result = -st
+                        break
+        if result < 0:
+            _check(-result)
+        return result
+
+
 # ---- a whole network ---------------------------------------------------
 cdef class Net:
     """Pointers to a network's owned buffers, for the per-batch C step.

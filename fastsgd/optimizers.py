@@ -44,6 +44,7 @@ class Optimizer:
         self.l2 = check_float("l2", l2, low=0.0)
         self.iterations = 0
         self._state = None  # list per parameter of lists of arrays
+        self._plan = None   # (key, compiled update plan) for step()
 
     @property
     def lr(self):
@@ -72,6 +73,7 @@ class Optimizer:
                 for st, p in zip(self._state, params)):
             return self._state
         self._state = [self._initial_state(p) for p in params]
+        self._plan = None
         return self._state
 
     def get_state(self):
@@ -80,6 +82,7 @@ class Optimizer:
                 "state": None if self._state is None else [[s.copy() for s in st] for st in self._state]}
 
     def set_state(self, state):
+        self._plan = None
         self.iterations = int(state["iterations"])
         st = state.get("state")
         self._state = None if st is None else [[np.array(s) for s in per] for per in st]
@@ -93,16 +96,20 @@ class Optimizer:
         value. Parameters never become NaN or infinite.
         """
         from . import _kernels
+        params = list(params)
+        grads = list(grads)
+        if len(params) != len(grads):
+            raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradients")
         state = self.build(params)
-        h = self.hyper()
-        for p, g, st in zip(params, grads, state):
-            if not _kernels.update(h, p, g, st, check=True):
-                return False
-        ok = True
-        for p, g, st in zip(params, grads, state):
-            ok &= _kernels.update(h, p, g, st)
+        # one compiled call over every array, rebuilt only when the arrays change
+        key = tuple(map(id, params)) + tuple(map(id, grads)) + tuple(id(s) for st in state for s in st)
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, _kernels.UpdatePlan(params, grads, [list(st) for st in state]))
+        result = self._plan[1].run(self.hyper())
+        if result == 1:
+            return False
         self.iterations += 1
-        return ok
+        return result == 0
 
     def get_config(self):
         cfg = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "iterations"}

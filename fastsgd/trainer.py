@@ -257,10 +257,12 @@ class Trainer:
         Returns
         -------
         History
-            Also kept as ``self.history``. If the cost or a parameter turns
-            NaN or infinite, training stops with the last finite weights, a
-            :class:`DivergenceWarning` is issued and ``History.diverged``
-            says where.
+            Also kept as ``self.history``. If the cost or a gradient turns
+            NaN or infinite, the step is not applied and training stops with
+            the last finite weights; a :class:`DivergenceWarning` is issued
+            and ``History.diverged`` says where. (A weight whose step would
+            overflow keeps its old value: weights never become NaN or
+            infinite.)
         """
         epochs = check_int("epochs", epochs, minimum=1)
         verbose = check_int("verbose", verbose, minimum=0)
