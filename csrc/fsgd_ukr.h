@@ -33,19 +33,29 @@ UKR_TARGET static void UKR_NAME(int64_t kc, const UKR_T *const *ar, int64_t cs,
     const UKR_T *a[UKR_MR];
 #pragma GCC unroll 16
     for (int i = 0; i < UKR_MR; i++) a[i] = ar[i];
-#pragma GCC unroll 2
-    for (int64_t k = 0, off = 0; k < kc; k++, off += cs) {
-        UKR_VT bv[UKR_NV];
-#pragma GCC unroll 4
-        for (int j = 0; j < UKR_NV; j++) bv[j] = *(const UKR_VT *)(b + j * UKR_VL);
-#pragma GCC unroll 16
-        for (int i = 0; i < UKR_MR; i++) {
-            const UKR_T ai = a[i][off];
-#pragma GCC unroll 4
-            for (int j = 0; j < UKR_NV; j++) acc[i][j] += ai * bv[j];
-        }
-        b += UKR_NR;
+    /* the same loop with the k-stride a compile-time constant for packed
+       slivers (stride MR) and rows read in place (stride 1) */
+#define UKR_KLOOP(STRIDE)                                                      \
+    for (int64_t k = 0, off = 0; k < kc; k++, off += (STRIDE)) {               \
+        UKR_VT bv[UKR_NV];                                                     \
+        _Pragma("GCC unroll 4")                                                \
+        for (int j = 0; j < UKR_NV; j++) bv[j] = *(const UKR_VT *)(b + j * UKR_VL); \
+        _Pragma("GCC unroll 16")                                               \
+        for (int i = 0; i < UKR_MR; i++) {                                     \
+            const UKR_T ai = a[i][off];                                        \
+            _Pragma("GCC unroll 4")                                            \
+            for (int j = 0; j < UKR_NV; j++) acc[i][j] += ai * bv[j];          \
+        }                                                                      \
+        b += UKR_NR;                                                           \
     }
+    if (cs == UKR_MR) {
+        UKR_KLOOP(UKR_MR)
+    } else if (cs == 1) {
+        UKR_KLOOP(1)
+    } else {
+        UKR_KLOOP(cs)
+    }
+#undef UKR_KLOOP
 
     if (mv == UKR_MR && nv == UKR_NR) {
 #pragma GCC unroll 16

@@ -191,6 +191,10 @@ class Trainer:
     def _classification(self):
         return self.cost.name != "mse" or self.model.output_dim > 1
 
+    def _judged_per_sample(self):
+        """Outputs judged per sample for accuracy (every unit for binary cross-entropy)."""
+        return self.model.output_dim if self.cost.name == "binary_cross_entropy" else 1
+
     def _state_specs(self):
         params = self.model.parameters()
         state = self.optimizer.build(params)
@@ -216,9 +220,8 @@ class Trainer:
         t, _ = _prepare_targets(name_y, y, X.shape[0], m.output_dim, self.cost, m.dtype)
         return X, t
 
-    def _evaluate_net(self, net, X, t):
+    def _evaluate_net(self, net, cap, X, t):
         net.bind(X, t, None)
-        cap = self._eval_capacity
         loss = 0.0
         correct = 0
         n = X.shape[0]
@@ -228,8 +231,7 @@ class Trainer:
             correct += c
         out = {"loss": loss / n}
         if self._classification():
-            denom = n * (self.model.output_dim if self.cost.name == "binary_cross_entropy" else 1)
-            out["accuracy"] = correct / denom
+            out["accuracy"] = correct / (n * self._judged_per_sample())
         return out
 
     # -- public API -------------------------------------------------------------
@@ -298,8 +300,8 @@ class Trainer:
         net, grads = self._build_net(bs)
         eval_net = None
         if Xv is not None:
-            self._eval_capacity = min(Xv.shape[0], max(bs, 1024))
-            eval_net, _ = self._build_net(self._eval_capacity, grads, with_state=False)
+            eval_cap = min(Xv.shape[0], max(bs, 1024))
+            eval_net, _ = self._build_net(eval_cap, grads, with_state=False)
 
         history = History()
         self.history = history
@@ -310,7 +312,7 @@ class Trainer:
         batch_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         progress = _Progress(verbose, epochs, n_batches)
         classification = self._classification()
-        acc_denom = model.output_dim if self.cost.name == "binary_cross_entropy" else 1
+        acc_denom = self._judged_per_sample()
         opt = self.optimizer
 
         for cb in callbacks:
@@ -320,7 +322,7 @@ class Trainer:
                 cb.on_epoch_begin(epoch, {"lr": opt.lr})
             net.set_optimizer(opt.hyper())
             lr_used = opt.lr
-            perm = self._rng.permutation(n).astype(np.int64) if self.shuffle else None
+            perm = np.asarray(self._rng.permutation(n), dtype=np.int64) if self.shuffle else None
             net.bind(X, t, perm)
             if batch_cbs:
                 order = perm if perm is not None else np.arange(n, dtype=np.int64)
@@ -371,7 +373,7 @@ class Trainer:
             if classification:
                 logs["accuracy"] = correct / (seen * acc_denom)
             if eval_net is not None:
-                v = self._evaluate_net(eval_net, Xv, tv)
+                v = self._evaluate_net(eval_net, eval_cap, Xv, tv)
                 logs["val_loss"] = v["loss"]
                 if "accuracy" in v:
                     logs["val_accuracy"] = v["accuracy"]
@@ -410,6 +412,6 @@ class Trainer:
         if not self.model.built:
             raise RuntimeError("the model has no weights yet: fit it or give the first layer input_dim")
         X, t = self._prepare(X, y)
-        self._eval_capacity = min(X.shape[0], batch_size)
-        net, _ = self._build_net(self._eval_capacity, with_state=False)
-        return self._evaluate_net(net, X, t)
+        cap = min(X.shape[0], batch_size)
+        net, _ = self._build_net(cap, with_state=False)
+        return self._evaluate_net(net, cap, X, t)
