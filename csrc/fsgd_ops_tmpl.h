@@ -428,6 +428,29 @@ UPD_FN(upd_adam, FSGD_OPT_ADAM, 0, 0, 0, 0)
 UPD_FN(upd_adam_ams, FSGD_OPT_ADAM, 0, 0, 1, 0)
 #undef UPD_FN
 
+/* Plain SGD without penalties: one streaming pass, the finite-or-keep choice
+ * made in registers. */
+FSGD_CLONES static int FN(upd_sgd_plain)(const FN(ustep) u, int check, int64_t lo, int64_t hi,
+                                         const T *restrict g, T *restrict p, T *restrict s1,
+                                         T *restrict s2, T *restrict s3)
+{
+    (void)s1; (void)s2; (void)s3;
+    int bad = 0;
+    if (check) {
+        for (int64_t i = lo; i < hi; i++) bad |= !(FABST(g[i]) <= u.gmax);
+        return bad;
+    }
+    const T lr = u.lr;
+    for (int64_t i = lo; i < hi; i++) {
+        const T p0 = p[i];
+        const T np_ = p0 - lr * g[i];
+        const T z = np_ - np_;
+        bad |= !(z == (T)0);
+        p[i] = z == (T)0 ? np_ : p0;
+    }
+    return bad;
+}
+
 typedef int (*FN(upd_fn))(const FN(ustep), int, int64_t, int64_t, const T *restrict,
                            T *restrict, T *restrict, T *restrict, T *restrict);
 
@@ -462,10 +485,17 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, int check, int64_t n, const
     FN(upd_fn) fn;
     int n1 = 0, n2 = 0, n3 = 0; /* state arrays the rule needs */
     switch (o->kind) {
-    case FSGD_OPT_SGD:
-        fn = !mom ? FN(upd_sgd) : (o->nesterov ? FN(upd_sgd_nest) : FN(upd_sgd_mom));
+    case FSGD_OPT_SGD: {
+        const int plain = o->l1 == 0.0 && o->l2 == 0.0 && o->weight_decay == 0.0;
+        if (!mom)
+            fn = plain ? FN(upd_sgd_plain) : FN(upd_sgd);
+        else if (o->nesterov)
+            fn = FN(upd_sgd_nest);
+        else
+            fn = FN(upd_sgd_mom);
         n1 = mom;
         break;
+    }
     case FSGD_OPT_ADAGRAD:
         fn = FN(upd_adagrad);
         n1 = 1;
