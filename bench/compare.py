@@ -378,19 +378,22 @@ def to_markdown(out):
     lines.append("| net | batch | threads | " + " | ".join(keys) + " |")
     lines.append("|---|---|---|" + "---|" * len(keys))
     for c in out["cells"]:
-        base = c["results"].get("fastsgd", {}).get("median_s")
         cols = []
         for k in keys:
             r = c["results"].get(k)
             if r is None or "median_s" not in r:
                 cols.append("—" if r is None else "error")
                 continue
+            # each column against fastsgd with the same optimizer
+            ref = "fastsgd+adam" if k.endswith("+adam") else "fastsgd"
+            base = c["results"].get(ref, {}).get("median_s")
             ratio = f" ({r['median_s'] / base:.1f}×)" if base and not k.startswith("fastsgd") else ""
             cols.append(f"{r['median_s']:.3f}{ratio}")
         lines.append(f"| {c['net']} | {c['batch']} | {c['threads']} | " + " | ".join(cols) + " |")
     lines.append("")
     lines.append("Seconds per epoch (median of timed epochs after a warm-up); in brackets: "
-                 "time relative to fastsgd in the same row (higher is slower).")
+                 "time relative to fastsgd with the same optimizer in the same row "
+                 "(higher is slower).")
     lines.append("")
     lines.append("| net | batch | threads | framework | GFLOP/s | samples/s | peak RSS MB | RSS growth MB |")
     lines.append("|---|---|---|---|---|---|---|---|")

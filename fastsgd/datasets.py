@@ -83,15 +83,6 @@ def default_cache_dir():
     return os.path.join(root, "fastsgd", "mnist")
 
 
-def _md5_of(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    h = hashlib.md5()
-    with opener(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _download(folder, timeout):
     os.makedirs(folder, exist_ok=True)
     errors = []

@@ -249,8 +249,7 @@ class Sequential:
         if len({id(layer) for layer in layers}) != len(layers):
             raise ValueError("the same Dense object appears twice in layers")
         self.layers = layers
-        self.dtype = np.dtype(check_choice("dtype", str(np.dtype(dtype)) if _is_dtype(dtype) else dtype,
-                                           ("float32", "float64")))
+        self.dtype = _float_dtype(dtype)
         if seed is not None:
             seed = check_int("seed", seed, minimum=0)
         self.seed = seed
@@ -377,9 +376,12 @@ class Sequential:
         return f"Sequential({self.layers!r}, dtype={self.dtype.name!r})"
 
 
-def _is_dtype(d):
+def _float_dtype(dtype):
+    """numpy float32 or float64 from a name or dtype-like; ValueError otherwise."""
     try:
-        np.dtype(d)
-        return not isinstance(d, str) or d in ("float32", "float64", "f4", "f8", "single", "double")
+        dt = np.dtype(dtype)
     except TypeError:
-        return False
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+    return dt
