@@ -36,6 +36,15 @@ def check_float(name, value, *, low=None, high=None, low_open=False, high_open=F
     return value
 
 
+def as_ndarray(name, x, what):
+    """``x`` as an ndarray (lists and tuples are converted); TypeError otherwise."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple)):
+        return np.asarray(x)
+    raise TypeError(f"{name} must be {what}, got {type(x).__name__}")
+
+
 def as_float_matrix(name, X, dtype, n_features=None):
     """Validate a 2-D real array and return it C-contiguous in ``dtype``.
 
@@ -43,11 +52,7 @@ def as_float_matrix(name, X, dtype, n_features=None):
     it is). Rejects object, string, complex and boolean arrays, empty arrays,
     wrong feature counts and NaN or infinite values.
     """
-    if not isinstance(X, np.ndarray):
-        if isinstance(X, (list, tuple)):
-            X = np.asarray(X)
-        else:
-            raise TypeError(f"{name} must be a 2-D numpy array, got {type(X).__name__}")
+    X = as_ndarray(name, X, "a 2-D numpy array")
     if X.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype {X.dtype}")
     if X.ndim != 2:

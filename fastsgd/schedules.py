@@ -8,17 +8,19 @@ improving. ``History.history["lr"]`` records the rate each epoch used.
 
 The decay formulas are Keras's, counted in epochs instead of steps.
 """
+import abc
 import math
 
 from ._validate import check_choice, check_float, check_int
 from .callbacks import Callback, _monitor_op
 
 
-class Schedule:
-    """Base class of the schedules."""
+class Schedule(abc.ABC):
+    """Base class of the schedules: subclasses define ``__call__(epoch, base_lr)``."""
 
+    @abc.abstractmethod
     def __call__(self, epoch, base_lr):
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The learning rate of ``epoch`` (0-based) given the starting rate ``base_lr``."""
 
     def sequence(self, epochs, base_lr):
         """The rates of the first ``epochs`` epochs (handy for plots and tests)."""
@@ -47,34 +49,36 @@ class StepDecay(Schedule):
         return base_lr * self.drop ** (epoch // self.epochs_drop)
 
 
-class ExponentialDecay(Schedule):
+class _TimeDecay(Schedule):
+    """Shared parts of the decays counted in ``epoch / decay_epochs``."""
+
+    def __init__(self, decay_rate, decay_epochs=1, staircase=False):
+        self.decay_rate = check_float("decay_rate", decay_rate, low=0.0,
+                                      low_open=self._rate_positive)
+        self.decay_epochs = check_int("decay_epochs", decay_epochs, minimum=1)
+        self.staircase = bool(staircase)
+
+    def _progress(self, epoch):
+        p = epoch / self.decay_epochs
+        return math.floor(p) if self.staircase else p
+
+
+class ExponentialDecay(_TimeDecay):
     """``lr = base_lr * decay_rate ** (epoch / decay_epochs)`` (floored with ``staircase``)."""
 
-    def __init__(self, decay_rate, decay_epochs=1, staircase=False):
-        self.decay_rate = check_float("decay_rate", decay_rate, low=0.0, low_open=True)
-        self.decay_epochs = check_int("decay_epochs", decay_epochs, minimum=1)
-        self.staircase = bool(staircase)
+    _rate_positive = True
 
     def __call__(self, epoch, base_lr):
-        p = epoch / self.decay_epochs
-        if self.staircase:
-            p = math.floor(p)
-        return base_lr * self.decay_rate ** p
+        return base_lr * self.decay_rate ** self._progress(epoch)
 
 
-class InverseTimeDecay(Schedule):
+class InverseTimeDecay(_TimeDecay):
     """``lr = base_lr / (1 + decay_rate * epoch / decay_epochs)`` (floored with ``staircase``)."""
 
-    def __init__(self, decay_rate, decay_epochs=1, staircase=False):
-        self.decay_rate = check_float("decay_rate", decay_rate, low=0.0)
-        self.decay_epochs = check_int("decay_epochs", decay_epochs, minimum=1)
-        self.staircase = bool(staircase)
+    _rate_positive = False
 
     def __call__(self, epoch, base_lr):
-        p = epoch / self.decay_epochs
-        if self.staircase:
-            p = math.floor(p)
-        return base_lr / (1.0 + self.decay_rate * p)
+        return base_lr / (1.0 + self.decay_rate * self._progress(epoch))
 
 
 class CosineDecay(Schedule):

@@ -18,7 +18,7 @@ import numpy as np
 from . import _kernels
 from . import costs as _costs
 from . import optimizers as _optimizers
-from ._validate import as_float_matrix, check_float, check_int
+from ._validate import as_float_matrix, as_ndarray, check_float, check_int
 from .callbacks import Callback, _overrides
 from .layers import Sequential
 
@@ -59,11 +59,7 @@ class History:
 
 def _prepare_targets(name, y, n, units, cost, dtype):
     """Return ``(targets, kind)``: int64 labels or a float matrix in ``dtype``."""
-    if not isinstance(y, np.ndarray):
-        if isinstance(y, (list, tuple)):
-            y = np.asarray(y)
-        else:
-            raise TypeError(f"{name} must be a numpy array, got {type(y).__name__}")
+    y = as_ndarray(name, y, "a numpy array")
     if y.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
     if y.ndim not in (1, 2):

@@ -11,6 +11,17 @@ from fastsgd.layers import activate
 
 from conftest import DTYPES, tol
 
+def central_difference(f, z, h=1e-6):
+    """d f / d z by central differences (float64)."""
+    num = np.empty_like(z)
+    for idx in np.ndindex(*z.shape):
+        zp, zm = z.copy(), z.copy()
+        zp[idx] += h
+        zm[idx] -= h
+        num[idx] = (f(zp) - f(zm)) / (2 * h)
+    return num
+
+
 SHAPES = [(1, 1, 1), (2, 3, 1), (1, 7, 13), (7, 1, 5), (13, 17, 19), (31, 37, 41),
           (97, 5, 101), (128, 64, 784), (784, 64, 128), (128, 784, 64), (32, 64, 784),
           (6, 16, 384), (257, 129, 385), (1031, 67, 2)]
@@ -197,13 +208,7 @@ def test_activation_backward_central_differences(act, rng):
     w = rng.standard_normal(z.shape)
     a = kernels.activation_forward(z.copy(), act, 0.3)
     d = kernels.activation_backward(a, w.copy(), act, 0.3)
-    h = 1e-6
-    num = np.empty_like(z)
-    for idx in np.ndindex(*z.shape):
-        zp, zm = z.copy(), z.copy()
-        zp[idx] += h
-        zm[idx] -= h
-        num[idx] = (np.sum(w * activate(zp, act, 0.3)) - np.sum(w * activate(zm, act, 0.3))) / (2 * h)
+    num = central_difference(lambda zz: np.sum(w * activate(zz, act, 0.3)), z)
     np.testing.assert_allclose(d, num, rtol=1e-6, atol=1e-8)
 
 
@@ -308,13 +313,7 @@ def test_output_cost_gradient_central_differences(cost, act, rng):
     y = _targets(cost, rng, n, k)
     loss, _, dz = kernels.output_cost(z.copy(), y, cost, act, 0.3)
     assert loss == pytest.approx(_np_cost(cost, act, z, y), rel=1e-12)
-    h = 1e-6
-    num = np.empty_like(z)
-    for idx in np.ndindex(*z.shape):
-        zp, zm = z.copy(), z.copy()
-        zp[idx] += h
-        zm[idx] -= h
-        num[idx] = (_np_cost(cost, act, zp, y) - _np_cost(cost, act, zm, y)) / (2 * h)
+    num = central_difference(lambda zz: _np_cost(cost, act, zz, y), z)
     np.testing.assert_allclose(dz, num, rtol=1e-6, atol=1e-9)
 
 
