@@ -30,7 +30,8 @@ def test_train_step(benchmark, threads, mnist_like, net):
     Xp, t = tr._prepare(X, y)
     netc, _ = tr._build_net(128)
     netc.set_optimizer(tr.optimizer.hyper())
-    netc.bind(Xp, t, np.random.default_rng(0).permutation(len(X)).astype(np.int64))
+    netc.bind(Xp, t)
+    netc.set_order(np.random.default_rng(0).permutation(len(X)).astype(np.int64))
     state = {"start": 0}
 
     def step():

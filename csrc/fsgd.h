@@ -84,8 +84,6 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
     /* D holds dL/dA on entry and dL/dZ on exit; A = f(Z) */                                  \
     void fsgd_act_backward_##SFX(int nthreads, int act, T slope, int64_t rows, int64_t cols,  \
                                  const T *A, T *D);                                           \
-    /* out[r, :] += b */                                                                      \
-    void fsgd_add_bias_##SFX(int64_t rows, int64_t cols, const T *b, T *out);                 \
     /* db[c] = sum_r D[r, c] (rows summed in order) */                                        \
     void fsgd_col_sums_##SFX(int nthreads, int64_t rows, int64_t cols, const T *D, T *db);    \
     /* Z = X[rows] W + b, then the activation in place */                                     \
@@ -127,8 +125,7 @@ typedef struct {
     int nesterov;        /* SGD */
     double beta_1, beta_2, rho, epsilon;
     int amsgrad, centered;
-    double weight_decay;       /* decoupled (AdamW style) when decoupled != 0, else added to g */
-    int decoupled;
+    double weight_decay;       /* decoupled (AdamW style): p -= lr * weight_decay * p */
     double l1, l2;             /* coupled penalties added to the gradient */
     int64_t step;              /* 1-based step count (bias correction) */
 } fsgd_opt;

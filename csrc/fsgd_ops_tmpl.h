@@ -117,14 +117,6 @@ void FN(fsgd_act_backward)(int nthreads, int act, T slope, int64_t rows, int64_t
         FN(act_back_row)(act, slope, cols, A + r * cols, D + r * cols);
 }
 
-void FN(fsgd_add_bias)(int64_t rows, int64_t cols, const T *b, T *out)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        T *restrict o = out + r * cols;
-        for (int64_t j = 0; j < cols; j++) o[j] += b[j];
-    }
-}
-
 void FN(fsgd_col_sums)(int nthreads, int64_t rows, int64_t cols, const T *D, T *db)
 {
     /* each column is summed by one thread, rows in order; threads split columns */
@@ -304,7 +296,7 @@ void FN(fsgd_gather_rows)(int nthreads, int64_t n, int64_t cols, const T *X, int
 /* ---- optimizers --------------------------------------------------------- */
 /* Settings of one step, converted to T once per call. */
 typedef struct {
-    T lr, l1, l2x2, wd_lr, wd_coupled, mu, rho, eps, b1c, b2c, c1, gmax;
+    T lr, l1, l2x2, wd_lr, mu, rho, eps, b1c, b2c, c1, gmax;
 } FN(ustep);
 
 /* One element of every update rule (Keras 3 formulas). The rule and its
@@ -322,7 +314,7 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
     *n2 = s2;
     *n3 = s3;
     const T sgn = (p > (T)0 ? (T)1 : (T)0) - (p < (T)0 ? (T)1 : (T)0);
-    g += u->l2x2 * p + u->l1 * sgn + u->wd_coupled * p;
+    g += u->l2x2 * p + u->l1 * sgn;
     p -= p * u->wd_lr;
     if (kind == FSGD_OPT_SGD) {
         if (!mom) return p - u->lr * g;
@@ -461,8 +453,7 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, int check, int64_t n, const
     u.lr = (T)o->lr;
     u.l1 = (T)o->l1;
     u.l2x2 = (T)(2.0 * o->l2);
-    u.wd_lr = o->decoupled ? (T)(o->weight_decay * o->lr) : (T)0;
-    u.wd_coupled = o->decoupled ? (T)0 : (T)o->weight_decay;
+    u.wd_lr = (T)(o->weight_decay * o->lr);
     u.mu = (T)o->momentum;
     u.rho = (T)o->rho;
     u.eps = (T)o->epsilon;

@@ -83,7 +83,6 @@ cdef extern from "fsgd.h" nogil:
         double beta_1, beta_2, rho, epsilon
         int amsgrad, centered
         double weight_decay
-        int decoupled
         double l1, l2
         int64_t step
 
@@ -275,7 +274,6 @@ def _rows_index(rows, n_stored, name="a_rows"):
 def exp(cnp.ndarray x):
     """The exp approximation the activations and costs use (for testing)."""
     _require(x, "x")
-    x = np.ascontiguousarray(x)
     cdef cnp.ndarray out = np.empty_like(x)
     cdef int64_t n = x.size
     if x.dtype == np.float32:
@@ -548,7 +546,6 @@ cdef fsgd_opt _opt_from(dict h) except *:
     o.amsgrad = bool(h.get("amsgrad", False))
     o.centered = bool(h.get("centered", False))
     o.weight_decay = h.get("weight_decay", 0.0)
-    o.decoupled = bool(h.get("decoupled", True))
     o.l1 = h.get("l1", 0.0)
     o.l2 = h.get("l2", 0.0)
     o.step = h.get("step", 1)
@@ -559,44 +556,12 @@ def update(dict hyper, p, g, states=(), check=False):
     """One fused optimizer step on ``p`` in place (see :mod:`fastsgd.optimizers`).
 
     ``hyper`` holds the rule's settings (``kind``, ``lr``, ...), ``states``
-    up to three arrays shaped like ``p``. With ``check`` nothing is written
-    and the call returns False when the step would not be finite.
+    up to three arrays shaped like ``p``. With ``check`` only the gradient is
+    read and nothing is written. Returns False when the step is refused (a
+    gradient that is not finite or too large) or, without ``check``, when
+    some element kept its old value because its new one would not be finite.
     """
-    _require(p, "p", writeable=True)
-    _require(g, "g", dtype=p.dtype)
-    if g.shape != p.shape:
-        raise ValueError(f"g has shape {g.shape} but p has shape {p.shape}")
-    states = list(states)
-    if len(states) > 3:
-        raise ValueError("at most three state arrays")
-    for i, s in enumerate(states):
-        _require(s, f"states[{i}]", dtype=p.dtype, writeable=True)
-        if s.shape != p.shape:
-            raise ValueError(f"states[{i}] has shape {s.shape}, expected {p.shape}")
-    cdef void *sp[3]
-    cdef cnp.ndarray tmp
-    for i in range(3):
-        if i < len(states):
-            tmp = states[i]
-            sp[i] = _ptr(tmp)
-        else:
-            sp[i] = NULL
-    cdef fsgd_opt o = _opt_from(hyper)
-    cdef cnp.ndarray P = p, G = g
-    cdef int64_t n = p.size
-    cdef int nt = get_num_threads(), st, chk = bool(check)
-    if p.dtype == np.float32:
-        with nogil:
-            st = fsgd_update_f32(nt, &o, chk, n, <const float *>_ptr(G), <float *>_ptr(P),
-                                 <float *>sp[0], <float *>sp[1], <float *>sp[2])
-    else:
-        with nogil:
-            st = fsgd_update_f64(nt, &o, chk, n, <const double *>_ptr(G), <double *>_ptr(P),
-                                 <double *>sp[0], <double *>sp[1], <double *>sp[2])
-    if st == FSGD_ERR_NONFINITE:
-        return False
-    _check(st)
-    return True
+    return UpdatePlan([p], [g], [list(states)]).run(hyper, check_only=bool(check)) == 0
 
 
 cdef class UpdatePlan:
@@ -663,10 +628,11 @@ cdef class UpdatePlan:
                                <double *>self.p[i], <double *>self.s[3 * i],
                                <double *>self.s[3 * i + 1], <double *>self.s[3 * i + 2])
 
-    def run(self, dict hyper):
+    def run(self, dict hyper, bint check_only=False):
         """Returns 0 (stepped), 1 (refused: a gradient is not finite or too
         large; nothing written) or 2 (stepped, but some elements kept their
-        old value because their new one would not be finite)."""
+        old value because their new one would not be finite). With
+        ``check_only`` the step is only checked (0 or 1), never written."""
         cdef fsgd_opt o = _opt_from(hyper)
         cdef int nt = get_num_threads(), st = 0, i, result = 0
         with nogil:
@@ -674,7 +640,7 @@ cdef class UpdatePlan:
                 if self._one(nt, &o, 1, i) != 0:
                     result = 1
                     break
-            if result == 0:
+            if result == 0 and not check_only:
                 for i in range(self.n):
                     st = self._one(nt, &o, 0, i)
                     if st == FSGD_ERR_NONFINITE:
@@ -783,31 +749,37 @@ cdef class Net:
     def step(self, int64_t s):
         self.opt.step = s
 
-    def bind(self, X, y=None, perm=None):
-        """Point the next batches at ``X`` (and targets ``y``, rows ``perm``)."""
+    def bind(self, X, y):
+        """Point the next batches at ``X`` and targets ``y`` (checked once)."""
         _require(X, "X", ndim=2)
         if _dtype_code(X.dtype) != self.dt:
             raise TypeError("X dtype differs from the network's")
         if X.shape[1] != self.layers[0].n_in:
             raise ValueError(f"X has {X.shape[1]} features, the network takes {self.layers[0].n_in}")
+        cdef int64_t n_out = self.layers[self.net.n_layers - 1].n_out
+        if not isinstance(y, np.ndarray):
+            raise TypeError("y must be a numpy array")
+        if y.dtype == np.int64:
+            if y.shape != (X.shape[0],) or not y.flags.c_contiguous:
+                raise ValueError("integer targets must be a contiguous vector, one per row of X")
+            self.y_int, self.y_float = y, None
+        else:
+            _require(y, "y", ndim=2)
+            if _dtype_code(y.dtype) != self.dt or y.shape != (X.shape[0], n_out):
+                raise ValueError(f"y must have shape {(X.shape[0], n_out)} and the network's dtype")
+            self.y_int, self.y_float = None, y
         self.X = X
         self.ldx = X.shape[1]
-        self.y_int = None
-        self.y_float = None
-        cdef int64_t n_out = self.layers[self.net.n_layers - 1].n_out
-        if y is not None:
-            if y.dtype == np.int64:
-                if y.shape != (X.shape[0],) or not y.flags.c_contiguous:
-                    raise ValueError("integer targets must be a contiguous vector, one per row of X")
-                self.y_int = y
-            else:
-                _require(y, "y", ndim=2)
-                if _dtype_code(y.dtype) != self.dt or y.shape != (X.shape[0], n_out):
-                    raise ValueError(f"y must have shape {(X.shape[0], n_out)} and the network's dtype")
-                self.y_float = y
+        self.perm = None
+
+    def set_order(self, perm):
+        """Read the bound rows in the order ``perm`` (a permutation), or in
+        data order when None."""
+        if self.X is None:
+            raise RuntimeError("bind() data first")
         if perm is not None:
-            _rows_index(perm, X.shape[0], "perm")
-            if perm.shape[0] != X.shape[0]:
+            _rows_index(perm, self.X.shape[0], "perm")
+            if perm.shape[0] != self.X.shape[0]:
                 raise ValueError("perm must index every row once")
         self.perm = perm
 
@@ -826,8 +798,6 @@ cdef class Net:
             raise RuntimeError("bind() data first")
         if start < 0 or n < 1 or start + n > self.X.shape[0] or n > self.net.capacity:
             raise ValueError(f"batch [{start}, {start + n}) outside the data or the buffers")
-        if self.y_int is None and self.y_float is None:
-            raise RuntimeError("bind() targets first")
         cdef const int64_t *rows = NULL
         cdef int64_t off = 0
         if self.perm is not None:

@@ -159,10 +159,7 @@ class Dense:
 
     @weights.setter
     def weights(self, value):
-        if self._W is None:
-            raise RuntimeError("the layer is not built yet; give input_dim or fit the model first")
-        value = _check_param_array("weights", value, self._W.shape, self._W.dtype)
-        self._W[...] = value
+        self._assign("weights", self._W, value)
 
     @property
     def bias(self):
@@ -171,10 +168,14 @@ class Dense:
 
     @bias.setter
     def bias(self, value):
-        if self._b is None:
+        self._assign("bias", self._b, value)
+
+    @staticmethod
+    def _assign(name, buf, value):
+        """Copy ``value`` into the owned buffer the kernels read (checked first)."""
+        if buf is None:
             raise RuntimeError("the layer is not built yet; give input_dim or fit the model first")
-        value = _check_param_array("bias", value, self._b.shape, self._b.dtype)
-        self._b[...] = value
+        buf[...] = _check_param_array(name, value, buf.shape, buf.dtype)
 
     def parameters(self):
         """``[weights, bias]``."""

@@ -27,7 +27,7 @@ layer's own ``l1``/``l2`` take precedence.
 """
 import numpy as np
 
-from ._validate import check_float
+from ._validate import check_bool, check_float
 
 
 class Optimizer:
@@ -57,7 +57,7 @@ class Optimizer:
     def hyper(self):
         """The settings the compiled update reads."""
         return {"kind": self.kind, "lr": self.lr, "weight_decay": self.weight_decay,
-                "decoupled": True, "l1": self.l1, "l2": self.l2,
+                "l1": self.l1, "l2": self.l2,
                 "step": self.iterations + 1}
 
     def _n_states(self):
@@ -141,11 +141,9 @@ class SGD(Optimizer):
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, *, weight_decay=0.0, l1=0.0, l2=0.0):
         super().__init__(lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.momentum = check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
-        if nesterov and self.momentum == 0.0:
+        self.nesterov = check_bool("nesterov", nesterov)
+        if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
 
     def _n_states(self):
         return 1 if self.momentum > 0 else 0
@@ -189,9 +187,7 @@ class RMSprop(Optimizer):
         self.rho = check_float("rho", rho, low=0.0, high=1.0, high_open=True)
         self.momentum = check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
         self.epsilon = check_float("epsilon", epsilon, low=0.0)
-        if not isinstance(centered, (bool, np.bool_)):
-            raise TypeError(f"centered must be a bool, got {centered!r}")
-        self.centered = bool(centered)
+        self.centered = check_bool("centered", centered)
 
     def _n_states(self):
         return 3  # velocity, momentum, average gradient (unused ones stay zero)
@@ -213,9 +209,7 @@ class Adam(Optimizer):
         self.beta_1 = check_float("beta_1", beta_1, low=0.0, high=1.0, high_open=True)
         self.beta_2 = check_float("beta_2", beta_2, low=0.0, high=1.0, high_open=True)
         self.epsilon = check_float("epsilon", epsilon, low=0.0)
-        if not isinstance(amsgrad, (bool, np.bool_)):
-            raise TypeError(f"amsgrad must be a bool, got {amsgrad!r}")
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = check_bool("amsgrad", amsgrad)
 
     def _n_states(self):
         return 3 if self.amsgrad else 2

@@ -18,7 +18,7 @@ import numpy as np
 from . import _kernels
 from . import costs as _costs
 from . import optimizers as _optimizers
-from ._validate import as_float_matrix, as_ndarray, check_float, check_int
+from ._validate import as_float_matrix, as_ndarray, check_bool, check_float, check_int
 from .callbacks import Callback, _overrides
 from .layers import Sequential
 
@@ -172,9 +172,7 @@ class Trainer:
                              f"last layer uses {out_act!r}")
         self.optimizer = _optimizers.get(optimizer)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
-        self.shuffle = bool(shuffle)
+        self.shuffle = check_bool("shuffle", shuffle)
         if seed is not None:
             seed = check_int("seed", seed, minimum=0)
         elif model.seed is not None:
@@ -216,11 +214,10 @@ class Trainer:
         t, _ = _prepare_targets(name_y, y, X.shape[0], m.output_dim, self.cost, m.dtype)
         return X, t
 
-    def _evaluate_net(self, net, cap, X, t):
-        net.bind(X, t, None)
+    def _evaluate_net(self, net, cap, n):
+        """Mean cost (and accuracy) over the ``n`` rows bound to ``net``."""
         loss = 0.0
         correct = 0
-        n = X.shape[0]
         for start in range(0, n, cap):
             ls, c = net.eval_batch(start, min(cap, n - start))
             loss += ls
@@ -294,10 +291,12 @@ class Trainer:
         bs = min(self.batch_size, n)
         n_batches = -(-n // bs)
         net, grads = self._build_net(bs)
+        net.bind(X, t)
         eval_net = None
         if Xv is not None:
             eval_cap = min(Xv.shape[0], max(bs, 1024))
             eval_net, _ = self._build_net(eval_cap, grads, with_state=False)
+            eval_net.bind(Xv, tv)
 
         history = History()
         self.history = history
@@ -310,6 +309,7 @@ class Trainer:
         classification = self._classification()
         acc_denom = self._judged_per_sample()
         opt = self.optimizer
+        order = np.arange(n, dtype=np.int64)  # the rows of each epoch, in batch order
 
         for cb in callbacks:
             cb.on_train_begin({})
@@ -318,10 +318,11 @@ class Trainer:
                 cb.on_epoch_begin(epoch, {"lr": opt.lr})
             net.set_optimizer(opt.hyper())
             lr_used = opt.lr
-            perm = np.asarray(self._rng.permutation(n), dtype=np.int64) if self.shuffle else None
-            net.bind(X, t, perm)
+            if self.shuffle:
+                perm = np.asarray(self._rng.permutation(n), dtype=np.int64)
+                net.set_order(perm)
+                order = perm
             if batch_cbs:
-                order = perm if perm is not None else np.arange(n, dtype=np.int64)
                 order.flags.writeable = False
             progress.epoch_begin(epoch)
             t0 = time.perf_counter()
@@ -369,7 +370,7 @@ class Trainer:
             if classification:
                 logs["accuracy"] = correct / (seen * acc_denom)
             if eval_net is not None:
-                v = self._evaluate_net(eval_net, eval_cap, Xv, tv)
+                v = self._evaluate_net(eval_net, eval_cap, Xv.shape[0])
                 logs["val_loss"] = v["loss"]
                 if "accuracy" in v:
                     logs["val_accuracy"] = v["accuracy"]
@@ -394,7 +395,7 @@ class Trainer:
         """
         X, t = self._prepare(X, y)
         net, grads = self._build_net(X.shape[0], with_state=False)
-        net.bind(X, t, None)
+        net.bind(X, t)
         loss, _ = net.train_batch(0, X.shape[0], update=False)
         return loss / X.shape[0], [a.copy() for pair in grads for a in pair]
 
@@ -410,4 +411,5 @@ class Trainer:
         X, t = self._prepare(X, y)
         cap = min(X.shape[0], batch_size)
         net, _ = self._build_net(cap, with_state=False)
-        return self._evaluate_net(net, cap, X, t)
+        net.bind(X, t)
+        return self._evaluate_net(net, cap, X.shape[0])
