@@ -102,17 +102,25 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-csrc = ["csrc/fsgd_gemm.c", "csrc/fsgd_ops.c"]
-extensions = [
-    Extension(
-        "fastsgd._kernels",
-        sources=["fastsgd/_kernels.pyx"] + csrc,
+# The C core is linked into fastsgd._core only; the other compiled modules
+# cimport its entry points, so its process-wide state exists once.
+csrc = ["csrc/runtime.c", "csrc/gemm.c", "csrc/ops.c"]
+headers = ["csrc/fsgd.h", "csrc/fsgd_internal.h", "csrc/gemm_ukr.h", "csrc/gemm_tmpl.h",
+           "csrc/act_tmpl.h", "csrc/cost_tmpl.h", "csrc/optim_tmpl.h", "csrc/net_tmpl.h"]
+
+
+def _extension(name, sources=()):
+    return Extension(
+        f"fastsgd.{name}",
+        sources=[f"fastsgd/{name}.pyx", *sources],
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=["csrc/fsgd.h", "csrc/fsgd_internal.h", "csrc/fsgd_ukr.h",
-                 "csrc/fsgd_gemm_tmpl.h", "csrc/fsgd_ops_tmpl.h"],
+        depends=headers + ["fastsgd/_core.pxd"],
     )
-]
+
+
+extensions = [_extension("_core", csrc), _extension("_config"), _extension("_ops"),
+              _extension("_net")]
 
 setup(
     ext_modules=cythonize(extensions, language_level=3,

@@ -18,7 +18,7 @@ def threads(request):
     yield request.param
     if ctx is not None:
         ctx.unregister()
-    fastsgd._kernels._reset_num_threads()
+    fastsgd._config._reset_num_threads()
 
 
 @pytest.fixture(scope="session")

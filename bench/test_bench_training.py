@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastsgd
-from fastsgd import _kernels
+from fastsgd import _net
 
 NETS = {
     "shallow": ([64], "sigmoid", "mse"),
@@ -120,4 +120,4 @@ def test_update_numpy(benchmark, threads, name):
 
 
 def test_kernels_module_is_private_but_present():
-    assert hasattr(_kernels, "Net")
+    assert hasattr(_net, "Net") and hasattr(_net, "Update")

@@ -2,7 +2,7 @@
  * fastsgd compiled core: the public C interface.
  *
  * Plain C (no Python headers). Every exported symbol carries the fsgd_
- * prefix; functions that can fail return an int status (FSGD_OK on
+ * prefix; functions that can fail return an fsgd_status (FSGD_OK on
  * success) and never print or abort. Matrices are row-major with explicit
  * leading dimensions. Each numeric function exists as _f32 and _f64,
  * generated from one template.
@@ -16,52 +16,79 @@
 extern "C" {
 #endif
 
-/* status codes */
-#define FSGD_OK 0
-#define FSGD_ERR_ALLOC 1     /* out of memory */
-#define FSGD_ERR_ARG 2       /* an argument the Python layer should have rejected */
-#define FSGD_ERR_NONFINITE 3 /* a cost or an updated parameter is NaN or infinite */
+/* ---- enums (the Python layer reads names and values from here) --------- */
+typedef enum {
+    FSGD_OK = 0,
+    FSGD_ERR_ALLOC = 1,     /* out of memory */
+    FSGD_ERR_ARG = 2,       /* an argument the Python layer should have rejected */
+    FSGD_ERR_NONFINITE = 3, /* a cost, a gradient or a stepped value is NaN or infinite */
+    FSGD_STATUS_COUNT
+} fsgd_status;
 
-/* SIMD paths of the GEMM engine, chosen at run time */
-#define FSGD_SIMD_GENERIC 0
-#define FSGD_SIMD_AVX2 1
-#define FSGD_SIMD_AVX512 2
+/* SIMD paths of the GEMM engine, chosen at run time (ordered: a CPU that
+   runs one path runs every lower one) */
+typedef enum {
+    FSGD_SIMD_GENERIC = 0,
+    FSGD_SIMD_AVX2 = 1, /* AVX2 + FMA */
+    FSGD_SIMD_AVX512 = 2, /* AVX-512F */
+    FSGD_SIMD_COUNT
+} fsgd_simd;
 
-/* activations */
-#define FSGD_ACT_LINEAR 0
-#define FSGD_ACT_SIGMOID 1
-#define FSGD_ACT_TANH 2
-#define FSGD_ACT_RELU 3
-#define FSGD_ACT_LEAKY_RELU 4
-#define FSGD_ACT_SOFTMAX 5
+typedef enum {
+    FSGD_ACT_LINEAR = 0,
+    FSGD_ACT_SIGMOID,
+    FSGD_ACT_TANH,
+    FSGD_ACT_RELU,
+    FSGD_ACT_LEAKY_RELU,
+    FSGD_ACT_SOFTMAX, /* by rows, max-subtracted */
+    FSGD_ACT_COUNT
+} fsgd_act;
 
-/* costs */
-#define FSGD_COST_MSE 0
-#define FSGD_COST_CROSS_ENTROPY 1        /* categorical, softmax output */
-#define FSGD_COST_BINARY_CROSS_ENTROPY 2 /* sigmoid output */
+typedef enum {
+    FSGD_COST_MSE = 0,
+    FSGD_COST_CROSS_ENTROPY,        /* categorical, softmax output */
+    FSGD_COST_BINARY_CROSS_ENTROPY, /* sigmoid output */
+    FSGD_COST_COUNT
+} fsgd_cost;
 
-/* optimizers */
-#define FSGD_OPT_SGD 0
-#define FSGD_OPT_ADAGRAD 1
-#define FSGD_OPT_RMSPROP 2
-#define FSGD_OPT_ADAM 3
+typedef enum {
+    FSGD_OPT_SGD = 0,
+    FSGD_OPT_ADAGRAD,
+    FSGD_OPT_RMSPROP,
+    FSGD_OPT_ADAM,
+    FSGD_OPT_COUNT
+} fsgd_opt_kind;
 
-/* ---- configuration ---------------------------------------------------- */
-int fsgd_simd_supported(void);          /* best path this CPU runs */
-int fsgd_simd_get(void);                /* path in use */
-int fsgd_simd_set(int path);            /* FSGD_ERR_ARG if unsupported */
+typedef enum {
+    FSGD_LAYER_DENSE = 0, /* a = f(x W + b) */
+    FSGD_LAYER_COUNT
+} fsgd_layer_kind;
+
+/* Names of the enum values ("relu", "avx2", ...); NULL when out of range.
+   fsgd_simd_from_name returns -1 for an unknown name. */
+const char *fsgd_status_str(int status);
 const char *fsgd_simd_name(int path);
-int fsgd_openmp_enabled(void);          /* 1 if compiled with OpenMP */
-int fsgd_omp_max_threads(void);         /* omp_get_max_threads(), 1 without OpenMP */
-void fsgd_omp_set_threads(int n);       /* omp_set_num_threads(n) where available */
-int fsgd_cpu_count(void);               /* omp_get_num_procs(), 1 without OpenMP */
-const char *fsgd_compiler(void);        /* the compiler that built the core */
+int fsgd_simd_from_name(const char *name);
+const char *fsgd_act_name(int act);
+const char *fsgd_cost_name(int cost);
+const char *fsgd_opt_name(int kind);
+const char *fsgd_layer_name(int kind);
+
+/* ---- run time (runtime.c) ------------------------------------------------ */
+int fsgd_simd_supported(void);  /* best path this CPU runs */
+int fsgd_simd_get(void);        /* path in use */
+int fsgd_simd_set(int path);    /* FSGD_ERR_ARG if this CPU cannot run it */
+int fsgd_openmp_enabled(void);  /* 1 if compiled with OpenMP */
+int fsgd_omp_max_threads(void); /* omp_get_max_threads(), 1 without OpenMP */
+void fsgd_omp_set_threads(int n);
+int fsgd_cpu_count(void);          /* omp_get_num_procs(), 1 without OpenMP */
+const char *fsgd_compiler(void);   /* the compiler that built the core */
 
 /* the exp approximation used by sigmoid, softmax and the costs */
 void fsgd_exp_f32(int64_t n, const float *x, float *out);
 void fsgd_exp_f64(int64_t n, const double *x, double *out);
 
-/* ---- GEMM ------------------------------------------------------------
+/* ---- GEMM (gemm.c) ---------------------------------------------------------
  * C = alpha * op(A) * op(B) + beta * C, op(A) is M x K, op(B) is K x N.
  * A is stored (M x K) or, with trans_a, (K x M), with leading dimension lda.
  * a_rows, when not NULL, maps the stored rows of A: stored row r is read from
@@ -76,7 +103,7 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
                   double alpha, const double *A, int64_t lda, const int64_t *a_rows,
                   const double *B, int64_t ldb, double beta, double *C, int64_t ldc);
 
-/* ---- elementwise and fused layer kernels ----------------------------- */
+/* ---- layer kernels (act_tmpl.h, cost_tmpl.h, net_tmpl.h) ------------------ */
 #define FSGD_DECLARE_OPS(T, SFX)                                                              \
     /* Z (rows x cols, contiguous) -> f(Z) in place */                                        \
     void fsgd_act_forward_##SFX(int nthreads, int act, T slope, int64_t rows, int64_t cols,   \
@@ -86,7 +113,7 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
                                  const T *A, T *D);                                           \
     /* db[c] = sum_r D[r, c] (rows summed in order) */                                        \
     void fsgd_col_sums_##SFX(int nthreads, int64_t rows, int64_t cols, const T *D, T *db);    \
-    /* Z = X[rows] W + b, then the activation in place */                                     \
+    /* Z = f(X[rows] W + b) */                                                                \
     int fsgd_dense_forward_##SFX(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,     \
                                  const T *X, int64_t ldx, const int64_t *x_rows, const T *W,  \
                                  const T *b, int act, T slope, T *Z);                         \
@@ -96,9 +123,11 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
                                   const T *A, int act, T slope, T *D, T *dW, T *db, T *dX);   \
     /* Output layer fused with its cost. Z holds the pre-activations (rows x cols) and is     \
        overwritten with the activations. Targets are y_int (class index per row, may be       \
-       NULL) or y (rows x cols, row r read at y_rows[r] when y_rows is not NULL). D gets       \
-       dL/dZ of the mean cost over `scale_rows` rows. loss gets the summed per-row cost and    \
-       correct the number of correctly classified rows (elements for binary CE). */           \
+       NULL) or y (rows x cols); row r's target is read at y_rows[r] when y_rows is not       \
+       NULL. With categorical cross-entropy every label must lie in [0, cols)                 \
+       (FSGD_ERR_ARG otherwise, nothing else checked first). D, when not NULL, gets dL/dZ of  \
+       the mean cost over scale_rows rows. loss gets the summed per-row cost and correct the  \
+       number of correctly classified rows (elements for binary cross-entropy). */            \
     int fsgd_output_cost_##SFX(int nthreads, int cost, int act, T slope, int64_t rows,        \
                                int64_t cols, T *Z, const int64_t *y_int, const T *y,          \
                                const int64_t *y_rows, int64_t scale_rows, T *D, double *loss, \
@@ -110,76 +139,111 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
 FSGD_DECLARE_OPS(float, f32)
 FSGD_DECLARE_OPS(double, f64)
 
-/* ---- optimizers ----------------------------------------------------------
- * One fused, in-place pass over a parameter array, its gradient and its
- * state. With check != 0 only the gradient is read and nothing is written:
- * the call reports FSGD_ERR_NONFINITE when a gradient is NaN, infinite or
- * so large that the step could overflow. Without check, the step is
- * applied; an element whose new value would not be finite keeps its old
- * value (and state) and the call reports FSGD_ERR_NONFINITE: a parameter
- * never becomes NaN or infinite. */
+/* ---- optimizers (optim_tmpl.h) ------------------------------------------
+ * Parameters, gradients and each optimizer state slot are flat arrays of
+ * one layout, described by a segment table (a layer's weights, its bias,
+ * ...). One step is all or nothing: every new parameter and state value is
+ * computed and checked first; if any would be NaN or infinite (a bad
+ * gradient, an overflowing step, a negative square-root argument) the step
+ * is refused with FSGD_ERR_NONFINITE and nothing is written. Otherwise every
+ * element is written. The step counter is the caller's.
+ *
+ * State slots per rule (unused slots may be NULL):
+ *   SGD      slot 0: velocity v (momentum > 0 only)
+ *   Adagrad  slot 0: accumulated squared gradients
+ *   RMSprop  slot 0: mean square of the gradients; slot 1: momentum of the
+ *            increment (momentum > 0); slot 2: mean gradient (centered)
+ *   Adam     slot 0: first moment m; slot 1: second moment v;
+ *            slot 2: running maximum of v (amsgrad)
+ */
+#define FSGD_MAX_SLOTS 3
+
 typedef struct {
-    int kind;            /* FSGD_OPT_* */
+    int kind;          /* fsgd_opt_kind */
     double lr;
-    double momentum;     /* SGD, RMSprop */
-    int nesterov;        /* SGD */
+    double momentum;   /* SGD, RMSprop */
+    int nesterov;      /* SGD */
     double beta_1, beta_2, rho, epsilon;
     int amsgrad, centered;
-    double weight_decay;       /* decoupled (AdamW style): p -= lr * weight_decay * p */
-    double l1, l2;             /* coupled penalties added to the gradient */
-    int64_t step;              /* 1-based step count (bias correction) */
+    double weight_decay; /* decoupled (AdamW style): p -= lr * weight_decay * p */
+    int64_t step;      /* 1-based number of the step being taken (bias correction) */
 } fsgd_opt;
 
-int fsgd_update_f32(int nthreads, const fsgd_opt *opt, int check, int64_t n, const float *g,
-                    float *p, float *s1, float *s2, float *s3);
-int fsgd_update_f64(int nthreads, const fsgd_opt *opt, int check, int64_t n, const double *g,
-                    double *p, double *s1, double *s2, double *s3);
-
-/* ---- a whole network ------------------------------------------------ */
 typedef struct {
+    int64_t offset, size; /* elements [offset, offset + size) of the flat arrays */
+    double l1, l2;        /* coupled penalties l1 * sum|p| + l2 * sum p^2 on this segment */
+    int decay;            /* 1: the decoupled weight decay applies */
+} fsgd_segment;
+
+typedef struct {
+    int64_t size;                 /* elements of every flat array */
+    int64_t n_segments;
+    const fsgd_segment *segments; /* in offset order, within [0, size) */
+    void *params;                 /* T[size], updated in place */
+    const void *grads;            /* T[size] */
+    void *slots[FSGD_MAX_SLOTS];  /* T[size] each, or NULL where the rule needs none */
+} fsgd_update_plan;
+
+/* FSGD_ERR_ARG: a malformed plan or a slot the rule needs is NULL */
+int fsgd_update_f32(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan);
+int fsgd_update_f64(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan);
+
+/* ---- a whole network (net_tmpl.h) ----------------------------------------
+ * A plan: layers in order, their parameters at offsets of one flat array,
+ * their gradients at the same offsets of another, and per layer the batch
+ * buffers. Inference plans have no gradients, no D buffers and no cost. */
+typedef struct {
+    int kind;                 /* fsgd_layer_kind */
+    int act;                  /* fsgd_act */
+    double slope;             /* leaky relu */
     int64_t n_in, n_out;
-    int act;
-    double slope;
-    void *W, *b, *dW, *db;   /* parameters (n_in x n_out, n_out) and gradients */
-    void *A;                 /* activations, capacity x n_out */
-    void *D;                 /* deltas, capacity x n_out */
-    double l1, l2;           /* per-layer weight penalties (coupled) */
-    void *state[2][3];       /* optimizer state for W and b */
+    int64_t w_offset;         /* W: n_in x n_out at params + w_offset */
+    int64_t b_offset;         /* b: n_out at params + b_offset */
+    void *A;                  /* capacity x n_out: activations */
+    void *D;                  /* capacity x n_out: deltas (training plans), else NULL */
 } fsgd_layer;
 
 typedef struct {
     int n_layers;
-    fsgd_layer *layers;
-    int64_t capacity; /* rows the buffers hold */
-    int cost;
+    const fsgd_layer *layers;
+    int64_t capacity;  /* rows the batch buffers hold */
+    int64_t n_params;  /* elements of params (and grads) */
+    void *params;      /* T[n_params] */
+    void *grads;       /* T[n_params] (training plans), else NULL */
+    int cost;          /* fsgd_cost (-1: none, an inference plan) */
     int nthreads;
 } fsgd_net;
 
-/* forward through all layers for X[rows] (x_rows may be NULL); output in last layer's A */
-int fsgd_net_forward_f32(const fsgd_net *net, int64_t rows, const float *X, int64_t ldx,
-                         const int64_t *x_rows);
-int fsgd_net_forward_f64(const fsgd_net *net, int64_t rows, const double *X, int64_t ldx,
-                         const int64_t *x_rows);
-/* forward and cost without backward (evaluation); the output layer's A gets
-   the predictions */
-int fsgd_net_eval_batch_f32(const fsgd_net *net, int64_t rows, const float *X, int64_t ldx,
-                            const int64_t *x_rows, const int64_t *y_int, const float *y,
-                            double *loss, int64_t *correct);
-int fsgd_net_eval_batch_f64(const fsgd_net *net, int64_t rows, const double *X, int64_t ldx,
-                            const int64_t *x_rows, const int64_t *y_int, const double *y,
-                            double *loss, int64_t *correct);
-/* one mini-batch: forward, cost, backward, and the optimizer step.
-   Returns FSGD_ERR_NONFINITE when the cost or a gradient is not finite (no
-   parameter is touched) or when the step would overflow a parameter (that
-   element keeps its old value). update == 0 skips the optimizer step. */
-int fsgd_net_train_batch_f32(const fsgd_net *net, const fsgd_opt *opt, int update,
-                             int64_t rows, const float *X, int64_t ldx, const int64_t *x_rows,
-                             const int64_t *y_int, const float *y, double *loss,
-                             int64_t *correct);
-int fsgd_net_train_batch_f64(const fsgd_net *net, const fsgd_opt *opt, int update,
-                             int64_t rows, const double *X, int64_t ldx, const int64_t *x_rows,
-                             const int64_t *y_int, const double *y, double *loss,
-                             int64_t *correct);
+/* FSGD_OK when the plan is consistent (offsets inside n_params, each layer's
+   inputs equal to the previous one's outputs, enums in range, buffers
+   present); FSGD_ERR_ARG otherwise. */
+int fsgd_net_check(const fsgd_net *net);
+
+#define FSGD_DECLARE_NET(T, SFX)                                                              \
+    /* forward through every layer for X[x_rows] (rows <= capacity); with out_act the        \
+       output layer's activation is applied, else its A keeps the pre-activations for the    \
+       fused cost */                                                                          \
+    int fsgd_net_forward_##SFX(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,    \
+                               const int64_t *x_rows, int out_act);                           \
+    /* after forward(out_act = 0): the output activation fused with the cost; with_grad      \
+       writes dL/dZ of the batch mean into the output layer's D */                           \
+    int fsgd_net_cost_##SFX(const fsgd_net *net, int64_t rows, const int64_t *y_int,          \
+                            const T *y, const int64_t *y_rows, int with_grad, double *loss,   \
+                            int64_t *correct);                                                \
+    /* after cost(with_grad): every gradient into net->grads */                              \
+    int fsgd_net_backward_##SFX(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,   \
+                                const int64_t *x_rows);                                       \
+    /* forward, cost, backward and (when opt is not NULL) the optimizer step in one call:    \
+       the same kernels as the separate calls, so the same bits. FSGD_ERR_NONFINITE when the \
+       cost is not finite (no gradient computed) or the step is refused (nothing written). */ \
+    int fsgd_net_train_batch_##SFX(const fsgd_net *net, const fsgd_opt *opt,                  \
+                                   const fsgd_update_plan *plan, int64_t rows, const T *X,    \
+                                   int64_t ldx, const int64_t *x_rows, const int64_t *y_int,  \
+                                   const T *y, const int64_t *y_rows, double *loss,           \
+                                   int64_t *correct);
+
+FSGD_DECLARE_NET(float, f32)
+FSGD_DECLARE_NET(double, f64)
 
 #ifdef __cplusplus
 }

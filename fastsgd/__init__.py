@@ -8,8 +8,8 @@
 """
 import os as _os
 
-from . import _kernels
-from ._kernels import get_num_threads, set_num_threads
+from . import _config
+from ._config import get_num_threads, set_num_threads
 from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
 from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
 from .io import load_model
@@ -38,7 +38,7 @@ def _apply_simd_env():
     want = _os.environ.get("FASTSGD_SIMD", "").strip().lower()
     if want:
         try:
-            _kernels.set_simd(want)
+            _config.set_simd(want)
         except ValueError as e:
             import warnings
             warnings.warn(f"FASTSGD_SIMD ignored: {e}", RuntimeWarning, stacklevel=2)
@@ -52,12 +52,12 @@ def config():
     import numpy as np
     return {
         "version": __version__,
-        "compiler": _kernels.compiler(),
-        "openmp": _kernels.openmp_enabled(),
-        "simd": _kernels.simd_path(),
-        "simd_supported": _kernels.simd_supported(),
+        "compiler": _config.compiler(),
+        "openmp": _config.openmp_enabled(),
+        "simd": _config.simd_path(),
+        "simd_supported": _config.simd_supported(),
         "threads": get_num_threads(),
-        "cpu_count": _kernels.cpu_count(),
+        "cpu_count": _config.cpu_count(),
         "numpy": np.__version__,
     }
 

@@ -32,9 +32,11 @@ gather_rows(x, rows, out=None)
     ``out[i] = x[rows[i]]``.
 
 update(hyper, p, g, states=(), check=False)
-    One fused optimizer step (see :mod:`fastsgd.optimizers`).
+    One optimizer step (see :mod:`fastsgd.optimizers`), all or nothing:
+    returns False, with nothing written, when any new value would be NaN or
+    infinite. ``check`` only tries the step.
 """
-from ._kernels import (  # noqa: F401
+from ._ops import (  # noqa: F401
     activation_backward,
     activation_forward,
     dense_backward,

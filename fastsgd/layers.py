@@ -1,18 +1,21 @@
 """Layers, initializers and the Sequential model.
 
-A :class:`Dense` layer owns C-contiguous ``weights`` (shape ``(inputs,
-units)``) and ``bias`` (shape ``(units,)``); the compiled kernels read and
-update those buffers in place. :class:`Sequential` stacks dense layers and
-holds the dtype and the seed that fixes initialisation.
+A :class:`Dense` layer has ``weights`` (shape ``(inputs, units)``) and
+``bias`` (shape ``(units,)``). In a :class:`Sequential` model they are views
+into the model's one flat parameter array (see :mod:`fastsgd._network`),
+which the compiled kernels read and update in place; assigning to them
+copies into that array after checks. :class:`Sequential` stacks dense layers
+and holds the dtype and the seed that fixes initialisation.
 """
 import math
 
 import numpy as np
 
-from . import _kernels
+from . import _core, _net
+from ._network import Layout, build_plan, layer_segments
 from ._validate import as_float_matrix, check_choice, check_float, check_int
 
-ACTIVATIONS = tuple(_kernels.ACTIVATIONS)
+ACTIVATIONS = tuple(_core.ACTIVATIONS)
 
 # Truncated normal at two standard deviations has this standard deviation;
 # dividing by it gives the requested variance (as Keras's VarianceScaling).
@@ -88,15 +91,19 @@ INITIALIZERS = {
 
 
 def _check_param_array(name, value, shape, dtype):
+    """``value`` cast to ``dtype`` after checks (finite after the cast)."""
     if not isinstance(value, np.ndarray):
         value = np.asarray(value)
     if value.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
     if value.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
-    if not np.isfinite(value).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return value
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = value.astype(dtype, copy=False)
+    if not np.isfinite(cast).all():
+        raise ValueError(f"{name} contains NaN or infinite values (or values too large for "
+                         f"{np.dtype(dtype).name})")
+    return cast
 
 
 class Dense:
@@ -136,20 +143,42 @@ class Dense:
         self.l2 = None if l2 is None else check_float("l2", l2, low=0.0)
         self._W = None
         self._b = None
+        self._store = None  # (flat array, weights offset, bias offset) backing _W and _b
 
     # -- construction -----------------------------------------------------
     def build(self, input_dim, dtype, rng):
-        """Allocate and initialise ``weights`` and ``bias``."""
+        """Allocate and initialise ``weights`` and ``bias`` (in a buffer of the
+        layer's own until a model packs it into its flat array)."""
         self.input_dim = check_int("input_dim", input_dim, minimum=1)
         shape = (self.input_dim, self.units)
         w = INITIALIZERS[self.weight_init](rng, self.input_dim, self.units, shape)
         b = INITIALIZERS[self.bias_init](rng, self.input_dim, self.units, (self.units,))
-        self._W = np.ascontiguousarray(w, dtype=dtype)
-        self._b = np.ascontiguousarray(b, dtype=dtype)
+        flat = np.empty(w.size + b.size, dtype=dtype)
+        flat[:w.size] = w.ravel()
+        flat[w.size:] = b
+        self._bind(flat, 0, w.size)
+
+    def _bind(self, flat, w_offset, b_offset):
+        """Make ``weights`` and ``bias`` views into ``flat`` at these offsets."""
+        n_w = self.input_dim * self.units
+        self._W = flat[w_offset:w_offset + n_w].reshape(self.input_dim, self.units)
+        self._b = flat[b_offset:b_offset + self.units]
+        self._store = (flat, w_offset, b_offset)
 
     @property
     def built(self):
         return self._W is not None
+
+    def __getstate__(self):
+        # the views are rebuilt from the flat array (pickling them would copy them)
+        state = self.__dict__.copy()
+        state["_W"] = state["_b"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._store is not None:
+            self._bind(*self._store)
 
     # -- parameters ---------------------------------------------------------
     @property
@@ -255,6 +284,8 @@ class Sequential:
             seed = check_int("seed", seed, minimum=0)
         self.seed = seed
         self.stop_training = False
+        self._flat = None     # the flat parameter array (see _flat_parameters)
+        self._layout = None
         for i in range(1, len(layers)):
             given = layers[i].input_dim
             if given is not None and given != layers[i - 1].units:
@@ -264,16 +295,59 @@ class Sequential:
             self.build(layers[0].input_dim)
 
     def build(self, input_dim):
-        """Initialise every layer for inputs of ``input_dim`` features."""
+        """Initialise the layers that have no weights yet for inputs of
+        ``input_dim`` features, and pack every layer's parameters into the
+        model's flat array. Layers built before (reused from another model)
+        keep their weights."""
+        input_dim = check_int("input_dim", input_dim, minimum=1)
         rng = np.random.default_rng(self.seed)
         n = input_dim
-        for layer in self.layers:
-            layer.build(n, self.dtype, rng)
+        for i, layer in enumerate(self.layers):
+            if not layer.built:
+                layer.build(n, self.dtype, rng)
+            elif layer.input_dim != n:
+                raise ValueError(f"layers[{i}] was built for {layer.input_dim} inputs but "
+                                 f"receives {n}")
             n = layer.units
+        self._flat_parameters()
 
     @property
     def built(self):
         return all(layer.built for layer in self.layers)
+
+    def _flat_parameters(self):
+        """``(flat, layout)``: the model's parameters as one contiguous array.
+
+        Every layer's ``weights`` and ``bias`` are views into ``flat`` at the
+        layout's offsets. When a layer was rebound elsewhere (a layer shared
+        with another model that trained since), the values are packed again
+        into a new array of the model's dtype; nothing is re-initialised.
+        """
+        if not self.built:
+            raise RuntimeError("the model has no weights yet: give the first layer input_dim "
+                               "or fit it")
+        layout = Layout.of(row for i, layer in enumerate(self.layers)
+                           for row in layer_segments(i, layer))
+        flat = self._flat
+        if (flat is None or layout != self._layout or flat.dtype != self.dtype or
+                not all(self._backed_by(flat, layout, i, layer)
+                        for i, layer in enumerate(self.layers))):
+            flat = np.empty(layout.size, self.dtype)
+            views = layout.views(flat)
+            for i, layer in enumerate(self.layers):
+                views[2 * i][...] = layer._W
+                views[2 * i + 1][...] = layer._b
+            for i, layer in enumerate(self.layers):
+                layer._bind(flat, layout.find(i, "weights").offset, layout.find(i, "bias").offset)
+            self._flat, self._layout = flat, layout
+        return flat, layout
+
+    @staticmethod
+    def _backed_by(flat, layout, i, layer):
+        store = layer._store
+        return (store is not None and store[0] is flat and
+                store[1] == layout.find(i, "weights").offset and
+                store[2] == layout.find(i, "bias").offset)
 
     @property
     def input_dim(self):
@@ -288,12 +362,16 @@ class Sequential:
         return [p for layer in self.layers for p in layer.parameters()]
 
     def get_weights(self):
-        """Copies of every parameter array."""
-        return [p.copy() for p in self.parameters()]
+        """Copies of every parameter array, ``[W0, b0, W1, b1, ...]``."""
+        flat, layout = self._flat_parameters()
+        return layout.views(flat.copy())
 
     def set_weights(self, weights):
-        """Copy ``weights`` (as from :meth:`get_weights`) into the model."""
-        params = self.parameters()
+        """Copy ``weights`` (as from :meth:`get_weights`) into the model; every
+        array is checked before anything is written."""
+        flat, layout = self._flat_parameters()
+        params = layout.views(flat)
+        weights = list(weights)
         if len(weights) != len(params):
             raise ValueError(f"expected {len(params)} arrays, got {len(weights)}")
         checked = [_check_param_array(f"weights[{i}]", w, p.shape, p.dtype)
@@ -334,21 +412,6 @@ class Sequential:
             print_fn(text)
         return text
 
-    def _layer_specs(self, capacity, grads=None):
-        """Buffers for the compiled network (activations sized for ``capacity`` rows)."""
-        specs = []
-        for i, layer in enumerate(self.layers):
-            if grads is None:
-                dW = np.empty_like(layer.weights)
-                db = np.empty_like(layer.bias)
-            else:
-                dW, db = grads[i]
-            specs.append({"W": layer.weights, "b": layer.bias, "dW": dW, "db": db,
-                          "A": np.empty((capacity, layer.units), self.dtype),
-                          "D": np.empty((capacity, layer.units), self.dtype),
-                          "act": layer.activation, "slope": layer.negative_slope})
-        return specs
-
     def predict(self, X, batch_size=1024):
         """Outputs of the network for ``X`` (n, inputs), computed in chunks of ``batch_size``."""
         batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -357,7 +420,7 @@ class Sequential:
             self.build(X.shape[1])
         X = as_float_matrix("X", X, self.dtype, self.input_dim)
         cap = min(batch_size, X.shape[0])
-        net = _kernels.Net(self._layer_specs(cap), cap, "mse", self.dtype)
+        net = _net.Net(build_plan(self, cap))
         out = np.empty((X.shape[0], self.output_dim), self.dtype)
         return net.predict_into(X, out)
 
@@ -367,6 +430,28 @@ class Sequential:
     def get_config(self):
         return {"dtype": self.dtype.name, "seed": self.seed,
                 "layers": [layer.get_config() for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new, unbuilt-or-freshly-built model from :meth:`get_config`'s dict.
+
+        The layers are built (and randomly initialised) only when the first
+        layer's ``input_dim`` is given; set the weights afterwards.
+        """
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        layers_cfg = config.get("layers")
+        if not isinstance(layers_cfg, list) or not layers_cfg:
+            raise ValueError("config['layers'] must be a non-empty list")
+        layers = []
+        for i, cfg in enumerate(layers_cfg):
+            if not isinstance(cfg, dict):
+                raise TypeError(f"config['layers'][{i}] must be a dict")
+            cfg = dict(cfg)
+            if i > 0:
+                cfg.pop("input_dim", None)
+            layers.append(Dense(**cfg))
+        return cls(layers, dtype=config.get("dtype", "float32"), seed=config.get("seed"))
 
     def save(self, path, optimizer=None):
         """Write architecture, dtype and weights to ``path`` (see :mod:`fastsgd.io`)."""

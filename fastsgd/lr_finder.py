@@ -10,19 +10,13 @@ import numpy as np
 from . import optimizers as _optimizers
 from ._validate import check_float, check_int
 from .callbacks import Callback
-from .layers import Dense, Sequential
+from .layers import Sequential
 from .trainer import DivergenceWarning, Trainer
 
 
 def copy_model(model):
     """A new model with the same architecture, dtype and weights."""
-    layers = []
-    for i, layer in enumerate(model.layers):
-        cfg = layer.get_config()
-        if i > 0:
-            cfg.pop("input_dim", None)
-        layers.append(Dense(**cfg))
-    clone = Sequential(layers, dtype=model.dtype.name, seed=model.seed)
+    clone = Sequential.from_config(model.get_config())
     if model.built:
         if not clone.built:
             clone.build(model.input_dim)

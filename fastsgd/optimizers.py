@@ -25,16 +25,44 @@ step), as in Keras 3 and AdamW. ``l1``/``l2`` add the gradients of
 ``l1 * sum|w| + l2 * sum w**2`` to the weights' gradients (coupled); a
 layer's own ``l1``/``l2`` take precedence.
 """
+import weakref
+
 import numpy as np
 
+from ._network import Layout
 from ._validate import check_bool, check_float
 
 
+def _flat_base(arrays):
+    """The 1-D array that ``arrays`` are consecutive views of, covering it, or None."""
+    if not arrays:
+        return None
+    base = arrays[0].base
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    address = base.__array_interface__["data"][0]
+    for a in arrays:
+        if a.base is not base or not a.flags.c_contiguous or a.dtype != base.dtype:
+            return None
+        if a.__array_interface__["data"][0] != address:
+            return None
+        address += a.nbytes
+    if address != base.__array_interface__["data"][0] + base.nbytes:
+        return None
+    return base
+
+
 class Optimizer:
-    """Base class: holds the hyperparameters and, once training starts, the state."""
+    """Base class: holds the hyperparameters and, once training starts, the state.
+
+    The state is one flat array per slot (velocity, moments, ...), laid out
+    like the flat parameters it steps (see :mod:`fastsgd._network`). It is
+    bound to the model it first stepped: another model gets a clear error
+    until :meth:`reset` is called.
+    """
 
     kind = None
-    #: number of state arrays per parameter, as a function of the settings
+    #: number of state slots, as a function of the settings
     n_states = 0
 
     def __init__(self, lr, *, weight_decay=0.0, l1=0.0, l2=0.0):
@@ -43,8 +71,10 @@ class Optimizer:
         self.l1 = check_float("l1", l1, low=0.0)
         self.l2 = check_float("l2", l2, low=0.0)
         self.iterations = 0
-        self._state = None  # list per parameter of lists of arrays
-        self._plan = None   # (key, compiled update plan) for step()
+        self._slots = None     # list of flat state arrays, one per slot
+        self._layout = None    # the Layout the slots follow
+        self._owner = None     # weak reference to the model the state belongs to
+        self._pending = None   # per-parameter state from set_state, awaiting a layout
 
     @property
     def lr(self):
@@ -57,59 +87,143 @@ class Optimizer:
     def hyper(self):
         """The settings the compiled update reads."""
         return {"kind": self.kind, "lr": self.lr, "weight_decay": self.weight_decay,
-                "l1": self.l1, "l2": self.l2,
-                "step": self.iterations + 1}
+                "l1": self.l1, "l2": self.l2, "step": self.iterations + 1}
 
     def _n_states(self):
         return self.n_states
 
-    def _initial_state(self, p):
-        return [np.zeros_like(p) for _ in range(self._n_states())]
+    def _initial_slot(self, k, size, dtype):
+        return np.zeros(size, dtype)
 
-    def build(self, params):
-        """Allocate the state for ``params`` (once; again only if the shapes change)."""
-        if self._state is not None and len(self._state) == len(params) and all(
-                all(s.shape == p.shape and s.dtype == p.dtype for s in st)
-                for st, p in zip(self._state, params)):
-            return self._state
-        self._state = [self._initial_state(p) for p in params]
-        self._plan = None
-        return self._state
+    def reset(self):
+        """Forget the state and the step count (to step another model)."""
+        self.iterations = 0
+        self._slots = self._layout = self._owner = self._pending = None
+
+    def build(self, layout, dtype, owner=None):
+        """The flat state slots for parameters of ``layout`` (allocated once).
+
+        ``owner`` is the model the parameters belong to; state built for one
+        model is not used for another (ValueError: call :meth:`reset`).
+        """
+        dtype = np.dtype(dtype)
+        if self._owner is not None and owner is not None:
+            current = self._owner()
+            if current is not None and current is not owner:
+                raise ValueError(f"this {type(self).__name__} holds the state of another model; "
+                                 f"use a new optimizer or call reset() first")
+        if self._slots is not None:
+            if self._layout != layout or self._slots and self._slots[0].dtype != dtype:
+                if owner is not None and self._owner is not None and self._owner() is owner:
+                    # the same model, rebuilt with other shapes: start afresh
+                    self._slots = None
+                else:
+                    raise ValueError(f"this {type(self).__name__} holds state for parameters of "
+                                     f"other shapes; use a new optimizer or call reset() first")
+        if self._slots is None:
+            slots = [self._initial_slot(k, layout.size, dtype) for k in range(self._n_states())]
+            if self._pending is not None:
+                self._fill_from(self._pending, layout, slots)
+                self._pending = None
+            self._slots, self._layout = slots, layout
+        if owner is not None:
+            self._owner = weakref.ref(owner)
+        return self._slots
+
+    def _fill_from(self, per_param, layout, slots):
+        """Copy per-parameter state lists into flat slots (shapes checked)."""
+        if len(per_param) != len(layout.segments):
+            raise ValueError(f"saved optimizer state has {len(per_param)} parameters, the "
+                             f"model has {len(layout.segments)}")
+        for j, (seg, per) in enumerate(zip(layout.segments, per_param)):
+            if len(per) != len(slots):
+                raise ValueError(f"saved optimizer state for parameter {j} has {len(per)} "
+                                 f"slots, {type(self).__name__} uses {len(slots)}")
+            for k, arr in enumerate(per):
+                arr = np.asarray(arr)
+                if arr.shape != seg.shape:
+                    raise ValueError(f"saved optimizer state {j},{k} has shape {arr.shape}, "
+                                     f"expected {seg.shape}")
+                slots[k][seg.offset:seg.offset + seg.size] = arr.ravel()
+
+    def segments(self, layout, layers=None):
+        """The segment table of one step: ``(offset, size, l1, l2, decay)`` rows.
+
+        With ``layers`` (a model's), a layer's own ``l1``/``l2`` take
+        precedence on its weights and biases carry no penalty; without, the
+        optimizer's penalties apply to every array. Weight decay applies to
+        every parameter.
+        """
+        rows = []
+        for seg in layout.segments:
+            l1, l2 = self.l1, self.l2
+            if layers is not None:
+                layer = layers[seg.layer]
+                if seg.name == "weights":
+                    l1 = self.l1 if layer.l1 is None else layer.l1
+                    l2 = self.l2 if layer.l2 is None else layer.l2
+                else:
+                    l1 = l2 = 0.0
+            rows.append((seg.offset, seg.size, l1, l2, True))
+        return rows
 
     def get_state(self):
-        """A dict of the iteration count and copies of the state arrays."""
-        return {"iterations": self.iterations,
-                "state": None if self._state is None else [[s.copy() for s in st] for st in self._state]}
+        """A dict of the iteration count and copies of the state, per parameter
+        (``state[j][k]``: slot ``k`` of parameter ``j``; None before any step)."""
+        if self._slots is None:
+            state = None if self._pending is None else [[s.copy() for s in per]
+                                                        for per in self._pending]
+        else:
+            state = [[slot[seg.offset:seg.offset + seg.size].reshape(seg.shape).copy()
+                      for slot in self._slots] for seg in self._layout.segments]
+        return {"iterations": self.iterations, "state": state}
 
     def set_state(self, state):
-        self._plan = None
+        """Restore :meth:`get_state`'s dict (the arrays are laid out at the next step)."""
         self.iterations = int(state["iterations"])
         st = state.get("state")
-        self._state = None if st is None else [[np.array(s) for s in per] for per in st]
+        self._slots = self._layout = self._owner = None
+        self._pending = None if st is None else [[np.array(s) for s in per] for per in st]
 
     def step(self, params, grads):
         """Apply one step to ``params`` given ``grads`` (NumPy arrays), in place.
 
-        Returns False when the step is refused: a gradient that is NaN,
-        infinite or large enough to overflow leaves everything untouched; an
-        element whose stepped value would still not be finite keeps its old
-        value. Parameters never become NaN or infinite.
+        Returns False when the step is refused: when any new value would be
+        NaN or infinite (a bad gradient, an overflowing step), nothing is
+        written and the step count does not advance. The optimizer's ``l1``
+        and ``l2`` apply to every array here.
         """
-        from . import _kernels
+        from . import _net
+        from ._checks import require
         params = list(params)
         grads = list(grads)
         if len(params) != len(grads):
             raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradients")
-        state = self.build(params)
-        # one compiled call over every array, rebuilt only when the arrays change
-        key = tuple(map(id, params)) + tuple(map(id, grads)) + tuple(id(s) for st in state for s in st)
-        if self._plan is None or self._plan[0] != key:
-            self._plan = (key, _kernels.UpdatePlan(params, grads, [list(st) for st in state]))
-        result = self._plan[1].run(self.hyper())
-        if result == 1:
+        if not params:
+            raise ValueError("params is empty")
+        for i, (p, g) in enumerate(zip(params, grads)):
+            require(p, f"params[{i}]", dtype=params[0].dtype, writeable=True)
+            require(g, f"grads[{i}]", dtype=p.dtype)
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has {p.shape}")
+        layout = Layout.of((i, "param", p.shape) for i, p in enumerate(params))
+        slots = self.build(layout, params[0].dtype)
+        flat_p = _flat_base(params)
+        flat_g = _flat_base(grads)
+        in_place = flat_p is not None
+        if not in_place:
+            flat_p = np.concatenate([p.ravel() for p in params])
+        if flat_g is None:
+            flat_g = np.concatenate([g.ravel() for g in grads])
+        update = _net.Update(flat_p, flat_g, slots, self.segments(layout))
+        update.configure(self.hyper())
+        if not update.run():
             return False
+        if not in_place:
+            for p, v in zip(params, layout.views(flat_p)):
+                p[...] = v
         self.iterations += 1
-        return result == 0
+        return True
 
     def get_config(self):
         cfg = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "iterations"}
@@ -167,8 +281,8 @@ class Adagrad(Optimizer):
                                                      initial_accumulator_value, low=0.0)
         self.epsilon = check_float("epsilon", epsilon, low=0.0)
 
-    def _initial_state(self, p):
-        return [np.full_like(p, self.initial_accumulator_value)]
+    def _initial_slot(self, k, size, dtype):
+        return np.full(size, self.initial_accumulator_value, dtype)
 
     def hyper(self):
         h = super().hyper()
@@ -190,7 +304,7 @@ class RMSprop(Optimizer):
         self.centered = check_bool("centered", centered)
 
     def _n_states(self):
-        return 3  # velocity, momentum, average gradient (unused ones stay zero)
+        return 3  # mean square, momentum, mean gradient (unused ones stay zero)
 
     def hyper(self):
         h = super().hyper()

@@ -15,11 +15,12 @@ import warnings
 
 import numpy as np
 
-from . import _kernels
+from . import _core, _net
 from . import costs as _costs
 from . import optimizers as _optimizers
 from ._validate import as_float_matrix, as_ndarray, check_bool, check_float, check_int
 from .callbacks import Callback, _overrides
+from ._network import build_plan
 from .layers import Sequential
 
 
@@ -189,21 +190,20 @@ class Trainer:
         """Outputs judged per sample for accuracy (every unit for binary cross-entropy)."""
         return self.model.output_dim if self.cost.name == "binary_cross_entropy" else 1
 
-    def _state_specs(self):
-        params = self.model.parameters()
-        state = self.optimizer.build(params)
-        return [[state[2 * i], state[2 * i + 1]] for i in range(len(self.model.layers))]
-
-    def _build_net(self, capacity, grads=None, with_state=True):
-        specs = self.model._layer_specs(capacity, grads)
-        if with_state:
-            for spec, st, layer in zip(specs, self._state_specs(), self.model.layers):
-                spec["state"] = st
-                spec["l1"] = self.optimizer.l1 if layer.l1 is None else layer.l1
-                spec["l2"] = self.optimizer.l2 if layer.l2 is None else layer.l2
-        net = _kernels.Net(specs, capacity, self.cost.name, self.model.dtype)
-        net.set_threads(_kernels.get_num_threads())
-        return net, [(s["dW"], s["db"]) for s in specs]
+    def _build_net(self, capacity, training):
+        """The compiled network for batches of ``capacity`` rows: a training plan
+        with the optimizer's step attached, or an evaluation plan (no gradients)."""
+        model = self.model
+        plan = build_plan(model, capacity, cost=self.cost.name, training=training)
+        net = _net.Net(plan)
+        if not training:
+            return net, None
+        opt = self.optimizer
+        slots = opt.build(plan.layout, plan.dtype, owner=model)
+        update = _net.Update(plan.params, plan.grads, slots, opt.segments(plan.layout, model.layers))
+        update.configure(opt.hyper())
+        net.set_update(update)
+        return net, update
 
     def _prepare(self, X, y, name_x="X", name_y="y"):
         m = self.model
@@ -290,12 +290,12 @@ class Trainer:
         n = X.shape[0]
         bs = min(self.batch_size, n)
         n_batches = -(-n // bs)
-        net, grads = self._build_net(bs)
+        net, update = self._build_net(bs, training=True)
         net.bind(X, t)
         eval_net = None
         if Xv is not None:
             eval_cap = min(Xv.shape[0], max(bs, 1024))
-            eval_net, _ = self._build_net(eval_cap, grads, with_state=False)
+            eval_net, _ = self._build_net(eval_cap, training=False)
             eval_net.bind(Xv, tv)
 
         history = History()
@@ -316,7 +316,7 @@ class Trainer:
         for epoch in range(epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {"lr": opt.lr})
-            net.set_optimizer(opt.hyper())
+            update.configure(opt.hyper())
             lr_used = opt.lr
             if self.shuffle:
                 perm = np.asarray(self._rng.permutation(n), dtype=np.int64)
@@ -335,8 +335,8 @@ class Trainer:
                 nb = min(bs, n - start)
                 try:
                     ls, c = net.train_batch(start, nb)
-                except _kernels.NonFiniteError:
-                    opt.iterations = net.step - 1
+                except _core.NonFiniteError:
+                    opt.iterations = update.step - 1
                     history.diverged = {"epoch": epoch, "batch": b, "lr": opt.lr}
                     warnings.warn(
                         f"training diverged at epoch {epoch + 1}, batch {b + 1}: the cost or a "
@@ -357,13 +357,13 @@ class Trainer:
                     for cb in batch_cbs:
                         cb.on_batch_end(b, blogs)
                     if opt.lr != lr_used:
-                        net.set_lr(opt.lr)
+                        update.lr = opt.lr
                         lr_used = opt.lr
                     if model.stop_training:
                         break
                 if progress.tty:
                     progress.batch(b + 1, loss_sum / seen)
-            opt.iterations = net.step - 1
+            opt.iterations = update.step - 1
             if stopped:
                 break
             logs = {"loss": loss_sum / seen}
@@ -394,10 +394,11 @@ class Trainer:
         training, on all of ``X`` as one batch.
         """
         X, t = self._prepare(X, y)
-        net, grads = self._build_net(X.shape[0], with_state=False)
+        plan = build_plan(self.model, X.shape[0], cost=self.cost.name, training=True)
+        net = _net.Net(plan)
         net.bind(X, t)
         loss, _ = net.train_batch(0, X.shape[0], update=False)
-        return loss / X.shape[0], [a.copy() for pair in grads for a in pair]
+        return loss / X.shape[0], plan.layout.views(plan.grads.copy())
 
     def evaluate(self, X, y, *, batch_size=1024):
         """Mean cost (and accuracy for classification costs) on ``(X, y)``.
@@ -410,6 +411,6 @@ class Trainer:
             raise RuntimeError("the model has no weights yet: fit it or give the first layer input_dim")
         X, t = self._prepare(X, y)
         cap = min(X.shape[0], batch_size)
-        net, _ = self._build_net(cap, with_state=False)
+        net, _ = self._build_net(cap, training=False)
         net.bind(X, t)
         return self._evaluate_net(net, cap, X.shape[0])

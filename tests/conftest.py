@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastsgd
-from fastsgd import _kernels
+from fastsgd import _config
 
 #: relative tolerances for comparisons with float64 NumPy references
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -31,19 +31,19 @@ def mnist_dir():
     return MNIST_DIR
 
 
-@pytest.fixture(params=_kernels.simd_available())
+@pytest.fixture(params=_config.simd_available())
 def simd(request):
     """Run a test once per SIMD path this CPU supports."""
-    before = _kernels.simd_path()
-    _kernels.set_simd(request.param)
+    before = _config.simd_path()
+    _config.set_simd(request.param)
     yield request.param
-    _kernels.set_simd({"generic": "generic", "avx2+fma": "avx2", "avx512f": "avx512"}[before])
+    _config.set_simd(before)
 
 
 @pytest.fixture(autouse=True)
 def _restore_threads():
     yield
-    _kernels._reset_num_threads()
+    _config._reset_num_threads()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastsgd
-from fastsgd import _kernels, kernels
+from fastsgd import _config, _ops, kernels
 from fastsgd.layers import activate
 
 from conftest import DTYPES, tol
@@ -227,12 +227,12 @@ def test_relu_propagates_nan():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_exp_approximation_accuracy(dtype, rng):
     x = np.concatenate([np.linspace(-80, 80, 20001), rng.standard_normal(1000) * 10]).astype(dtype)
-    got = _kernels.exp(x).astype(np.float64)
+    got = _ops.exp(x).astype(np.float64)
     ref = np.exp(x.astype(np.float64))
     ulp = np.finfo(dtype).eps
     np.testing.assert_allclose(got, ref, rtol=4 * ulp, atol=0)
     special = np.array([np.inf, -np.inf, np.nan, 1000.0, -1000.0, 0.0], dtype)
-    out = _kernels.exp(special)
+    out = _ops.exp(special)
     assert out[0] == np.inf and out[1] == 0 and np.isnan(out[2]) and out[3] == np.inf
     assert out[4] == 0 and out[5] == 1
 
@@ -366,7 +366,7 @@ def test_gather_rows(dtype, rng):
 
 def test_thread_setting():
     fastsgd.set_num_threads(3)
-    assert fastsgd.get_num_threads() == (3 if _kernels.openmp_enabled() else 1)
+    assert fastsgd.get_num_threads() == (3 if _config.openmp_enabled() else 1)
     for bad in (0, -1):
         with pytest.raises(ValueError, match=">= 1"):
             fastsgd.set_num_threads(bad)
@@ -389,24 +389,28 @@ def test_default_threads_honour_omp_num_threads():
 
 def test_threadpoolctl_sees_and_limits_the_openmp_pool():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    if not _kernels.openmp_enabled():
+    if not _config.openmp_enabled():
         pytest.skip("serial build")
     fastsgd.set_num_threads(2)
     info = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "openmp"]
     assert info and info[0]["num_threads"] == 2
-    _kernels._reset_num_threads()
+    _config._reset_num_threads()
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
         assert fastsgd.get_num_threads() == 1
 
 
 def test_openmp_is_on_unless_disabled_on_purpose():
     if os.environ.get("FASTSGD_DISABLE_OPENMP"):
-        assert not _kernels.openmp_enabled()
+        assert not _config.openmp_enabled()
     else:
-        assert _kernels.openmp_enabled(), "built without OpenMP; set FASTSGD_DISABLE_OPENMP=1 if meant"
+        assert _config.openmp_enabled(), "built without OpenMP; set FASTSGD_DISABLE_OPENMP=1 if meant"
     cfg = fastsgd.config()
-    assert cfg["openmp"] == _kernels.openmp_enabled()
-    assert cfg["simd"] in ("generic", "avx2+fma", "avx512f")
+    assert cfg["openmp"] == _config.openmp_enabled()
+    assert cfg["simd"] in ("generic", "avx2", "avx512")
+    # the names round-trip: config() reports what set_simd and FASTSGD_SIMD accept
+    assert cfg["simd"] in _config.simd_available()
+    _config.set_simd(cfg["simd"])
+    assert fastsgd.config()["simd"] == cfg["simd"]
     assert cfg["threads"] == fastsgd.get_num_threads()
 
 

@@ -1,6 +1,9 @@
 /*
- * Elementwise and fused kernels, optimizers and the whole-network step,
- * generated for float32 and float64 from fsgd_ops_tmpl.h.
+ * Everything but the GEMM, generated for float32 and float64 from one set of
+ * templates: activations (act_tmpl.h), the output layer fused with its cost
+ * (cost_tmpl.h), the optimizer step (optim_tmpl.h), the layers and the
+ * network plan (net_tmpl.h). The check of a network plan is dtype-free and
+ * lives here.
  */
 #include "fsgd.h"
 #include "fsgd_internal.h"
@@ -9,13 +12,6 @@
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
-#endif
-
-/* Loops that call exp run in an AVX2 clone where the CPU has it (ELF only). */
-#if FSGD_X86 && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__)
-#define FSGD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define FSGD_CLONES
 #endif
 
 /*
@@ -111,7 +107,10 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #define TANHT tanhf
 #define SQRTT sqrtf
 #define FABST fabsf
-#include "fsgd_ops_tmpl.h"
+#include "act_tmpl.h"
+#include "cost_tmpl.h"
+#include "optim_tmpl.h"
+#include "net_tmpl.h"
 #undef T
 #undef SFX
 #undef EXPT
@@ -129,7 +128,10 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #define TANHT tanh
 #define SQRTT sqrt
 #define FABST fabs
-#include "fsgd_ops_tmpl.h"
+#include "act_tmpl.h"
+#include "cost_tmpl.h"
+#include "optim_tmpl.h"
+#include "net_tmpl.h"
 #undef T
 #undef SFX
 #undef EXPT
@@ -138,3 +140,26 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #undef TANHT
 #undef SQRTT
 #undef FABST
+
+/* ---- checking a plan -------------------------------------------------------- */
+int fsgd_net_check(const fsgd_net *net)
+{
+    if (!net || net->n_layers < 1 || !net->layers || net->capacity < 1 || net->n_params < 0 ||
+        !net->params || net->nthreads < 1)
+        return FSGD_ERR_ARG;
+    if (net->cost < -1 || net->cost >= FSGD_COST_COUNT) return FSGD_ERR_ARG;
+    for (int l = 0; l < net->n_layers; l++) {
+        const fsgd_layer *L = &net->layers[l];
+        if (L->kind < 0 || L->kind >= FSGD_LAYER_COUNT) return FSGD_ERR_ARG;
+        if (L->act < 0 || L->act >= FSGD_ACT_COUNT) return FSGD_ERR_ARG;
+        if (L->n_in < 1 || L->n_out < 1 || !L->A) return FSGD_ERR_ARG;
+        if (l > 0 && L->n_in != net->layers[l - 1].n_out) return FSGD_ERR_ARG;
+        if (net->grads && !L->D) return FSGD_ERR_ARG;
+        /* W (n_in x n_out) and b (n_out) inside [0, n_params) */
+        if (L->n_in > INT64_MAX / L->n_out) return FSGD_ERR_ARG;
+        const int64_t w_size = L->n_in * L->n_out;
+        if (L->w_offset < 0 || L->w_offset > net->n_params - w_size) return FSGD_ERR_ARG;
+        if (L->b_offset < 0 || L->b_offset > net->n_params - L->n_out) return FSGD_ERR_ARG;
+    }
+    return FSGD_OK;
+}

@@ -1,5 +1,5 @@
 /*
- * GEMM engine template: included by fsgd_gemm.c once per dtype with
+ * GEMM engine template: included by gemm.c once per dtype with
  *   T      scalar type
  *   SFX    f32 or f64
  * defined. BLIS-style loop nest: jc (NC columns) > pc (KC depth, packed B
@@ -7,9 +7,7 @@
  * team) > micro-tiles split statically over threads. Every output element
  * is summed by one thread in the same order for any thread count.
  */
-#define CAT_(a, b) a##_##b
-#define CAT(a, b) CAT_(a, b)
-#define FN(name) CAT(name, SFX)
+#define FN(name) FSGD_CAT(name, SFX)
 
 /* Packing with the sliver width a compile-time constant (so the copies
  * vectorise); W is the width, the runtime width must equal it. */
@@ -256,5 +254,3 @@ int FN(fsgd_gemm)(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
 }
 
 #undef FN
-#undef CAT
-#undef CAT_

@@ -1,0 +1,266 @@
+/*
+ * Optimizer steps over flat arrays (see fsgd_update_plan in fsgd.h).
+ * Included by ops.c once per dtype (T, SFX, SQRTT, FABST defined).
+ *
+ * A step is two passes over the same code: the check pass computes every
+ * new parameter and state value and writes nothing; only when all of them
+ * are finite does the write pass run. Threads split the flat range; each
+ * element is independent, so results never depend on the thread count.
+ */
+#define FN(name) FSGD_CAT(name, SFX)
+
+/* The rule's settings for this step, converted to T once per call. */
+typedef struct {
+    T lr, mu, rho, eps, b1c, b2c, c1;
+} FN(rule_settings);
+
+/* A segment's penalties: gradient += l2x2 * p + l1 * sign(p); p -= wd_lr * p. */
+typedef struct {
+    T l1, l2x2, wd_lr;
+} FN(penalty);
+
+/* One element of every update rule (Keras 3 formulas). The rule and its
+ * flags are compile-time constants at each call site, so every variant is
+ * its own vectorised loop. With zero penalties g and p are unchanged bit for
+ * bit. Returns the new parameter and writes the new state to *n0..*n2. */
+static inline __attribute__((always_inline)) T FN(step_elem)(
+    const int kind, const int mom, const int nest, const int ams, const int cent,
+    const FN(rule_settings) *u, const FN(penalty) *pen, T p, T g, T s0, T s1, T s2, T *n0,
+    T *n1, T *n2)
+{
+    *n0 = s0;
+    *n1 = s1;
+    *n2 = s2;
+    const T sgn = (p > (T)0 ? (T)1 : (T)0) - (p < (T)0 ? (T)1 : (T)0);
+    g += pen->l2x2 * p + pen->l1 * sgn;
+    p -= p * pen->wd_lr;
+    if (kind == FSGD_OPT_SGD) {
+        if (!mom) return p - u->lr * g;
+        const T velocity = u->mu * s0 - u->lr * g;
+        *n0 = velocity;
+        return nest ? p + (u->mu * velocity - u->lr * g) : p + velocity;
+    }
+    if (kind == FSGD_OPT_ADAGRAD) {
+        const T accumulator = s0 + g * g;
+        *n0 = accumulator;
+        return p - u->lr * g / SQRTT(accumulator + u->eps);
+    }
+    if (kind == FSGD_OPT_RMSPROP) {
+        const T mean_square = u->rho * s0 + ((T)1 - u->rho) * g * g;
+        *n0 = mean_square;
+        T denominator = mean_square + u->eps;
+        if (cent) {
+            const T mean_grad = u->rho * s2 + ((T)1 - u->rho) * g;
+            *n2 = mean_grad;
+            denominator = mean_square - mean_grad * mean_grad + u->eps;
+        }
+        const T increment = u->lr * g / SQRTT(denominator);
+        if (mom) {
+            const T moment = u->mu * s1 + increment;
+            *n1 = moment;
+            return p - moment;
+        }
+        return p - increment;
+    }
+    /* Adam: c1 = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) */
+    const T m = s0 + (g - s0) * u->b1c;
+    T v = s1 + (g * g - s1) * u->b2c;
+    *n0 = m;
+    *n1 = v;
+    if (ams) {
+        v = s2 > v ? s2 : v;
+        *n2 = v;
+    }
+    return p - u->c1 * m / (SQRTT(v) + u->eps);
+}
+
+#define FSGD_FINITE(x) ((x) - (x) == (T)0)
+
+/* One function per rule variant over elements [lo, hi) of one segment.
+ * write == 0: compute only, return 1 if any new value is not finite.
+ * write == 1: store every new value (a value that is not finite, which the
+ * check pass has excluded, would keep the old one and return 1). */
+#define UPD_FN(NAME, KIND, MOM, NEST, AMS, CENT)                                              \
+    FSGD_CLONES static int FN(NAME)(const FN(rule_settings) u, const FN(penalty) pen,         \
+                                    int write, int64_t lo, int64_t hi, const T *restrict g,   \
+                                    T *restrict p, T *restrict s0, T *restrict s1,            \
+                                    T *restrict s2)                                           \
+    {                                                                                         \
+        const int U0 = KIND != FSGD_OPT_SGD || MOM;                                           \
+        const int U1 = (KIND == FSGD_OPT_ADAM) || (KIND == FSGD_OPT_RMSPROP && MOM);          \
+        const int U2 = (KIND == FSGD_OPT_ADAM && AMS) || (KIND == FSGD_OPT_RMSPROP && CENT);  \
+        int bad = 0;                                                                          \
+        for (int64_t i = lo; i < hi; i++) {                                                   \
+            T n0, n1, n2;                                                                     \
+            const T np = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, &u, &pen, p[i], g[i],      \
+                                       U0 ? s0[i] : (T)0, U1 ? s1[i] : (T)0,                  \
+                                       U2 ? s2[i] : (T)0, &n0, &n1, &n2);                     \
+            const int ok = FSGD_FINITE(np) & (!U0 | FSGD_FINITE(n0)) &                        \
+                           (!U1 | FSGD_FINITE(n1)) & (!U2 | FSGD_FINITE(n2));                 \
+            bad |= !ok;                                                                       \
+            if (write) {                                                                      \
+                p[i] = ok ? np : p[i];                                                        \
+                if (U0) s0[i] = ok ? n0 : s0[i];                                              \
+                if (U1) s1[i] = ok ? n1 : s1[i];                                              \
+                if (U2) s2[i] = ok ? n2 : s2[i];                                              \
+            }                                                                                 \
+        }                                                                                     \
+        return bad;                                                                           \
+    }
+
+UPD_FN(upd_sgd, FSGD_OPT_SGD, 0, 0, 0, 0)
+UPD_FN(upd_sgd_mom, FSGD_OPT_SGD, 1, 0, 0, 0)
+UPD_FN(upd_sgd_nest, FSGD_OPT_SGD, 1, 1, 0, 0)
+UPD_FN(upd_adagrad, FSGD_OPT_ADAGRAD, 0, 0, 0, 0)
+UPD_FN(upd_rms, FSGD_OPT_RMSPROP, 0, 0, 0, 0)
+UPD_FN(upd_rms_mom, FSGD_OPT_RMSPROP, 1, 0, 0, 0)
+UPD_FN(upd_rms_cent, FSGD_OPT_RMSPROP, 0, 0, 0, 1)
+UPD_FN(upd_rms_mom_cent, FSGD_OPT_RMSPROP, 1, 0, 0, 1)
+UPD_FN(upd_adam, FSGD_OPT_ADAM, 0, 0, 0, 0)
+UPD_FN(upd_adam_ams, FSGD_OPT_ADAM, 0, 0, 1, 0)
+#undef UPD_FN
+
+/* Plain SGD on a segment without penalties: p -= lr * g in one stream. */
+FSGD_CLONES static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN(penalty) pen,
+                                         int write, int64_t lo, int64_t hi,
+                                         const T *restrict g, T *restrict p, T *restrict s0,
+                                         T *restrict s1, T *restrict s2)
+{
+    (void)pen; (void)s0; (void)s1; (void)s2;
+    const T lr = u.lr;
+    int bad = 0;
+    if (!write) {
+        for (int64_t i = lo; i < hi; i++) {
+            const T np = p[i] - lr * g[i];
+            bad |= !FSGD_FINITE(np);
+        }
+        return bad;
+    }
+    for (int64_t i = lo; i < hi; i++) {
+        const T p0 = p[i];
+        const T np = p0 - lr * g[i];
+        const int ok = FSGD_FINITE(np);
+        bad |= !ok;
+        p[i] = ok ? np : p0;
+    }
+    return bad;
+}
+#undef FSGD_FINITE
+
+typedef int (*FN(upd_fn))(const FN(rule_settings), const FN(penalty), int, int64_t, int64_t,
+                          const T *restrict, T *restrict, T *restrict, T *restrict,
+                          T *restrict);
+
+/* Run one pass over the part [lo, hi) of the flat range. */
+static int FN(update_range)(FN(upd_fn) fn, int plain_sgd, const FN(rule_settings) *u,
+                            const fsgd_opt *o, const fsgd_update_plan *plan, int write,
+                            int64_t lo, int64_t hi)
+{
+    const T *g = (const T *)plan->grads;
+    T *p = (T *)plan->params;
+    T *s0 = (T *)plan->slots[0], *s1 = (T *)plan->slots[1], *s2 = (T *)plan->slots[2];
+    int bad = 0;
+    for (int64_t k = 0; k < plan->n_segments; k++) {
+        const fsgd_segment *seg = &plan->segments[k];
+        const int64_t a = seg->offset > lo ? seg->offset : lo;
+        const int64_t b = seg->offset + seg->size < hi ? seg->offset + seg->size : hi;
+        if (a >= b) continue;
+        FN(penalty) pen;
+        pen.l1 = (T)seg->l1;
+        pen.l2x2 = (T)(2.0 * seg->l2);
+        pen.wd_lr = seg->decay ? (T)(o->weight_decay * o->lr) : (T)0;
+        const int plain = plain_sgd && seg->l1 == 0.0 && seg->l2 == 0.0 && pen.wd_lr == (T)0;
+        bad |= (plain ? FN(upd_sgd_plain) : fn)(*u, pen, write, a, b, g, p, s0, s1, s2);
+    }
+    return bad;
+}
+
+int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *plan)
+{
+    if (!o || !plan || plan->size < 0 || plan->n_segments < 0) return FSGD_ERR_ARG;
+    if (plan->n_segments > 0 && !plan->segments) return FSGD_ERR_ARG;
+    if (plan->size > 0 && (!plan->params || !plan->grads)) return FSGD_ERR_ARG;
+    int64_t end = 0;
+    for (int64_t k = 0; k < plan->n_segments; k++) {
+        const fsgd_segment *seg = &plan->segments[k];
+        if (seg->offset < end || seg->size < 0 || seg->size > plan->size - seg->offset)
+            return FSGD_ERR_ARG;
+        end = seg->offset + seg->size;
+    }
+    FN(rule_settings) u;
+    u.lr = (T)o->lr;
+    u.mu = (T)o->momentum;
+    u.rho = (T)o->rho;
+    u.eps = (T)o->epsilon;
+    u.b1c = (T)(1.0 - o->beta_1);
+    u.b2c = (T)(1.0 - o->beta_2);
+    u.c1 = u.lr;
+    if (o->kind == FSGD_OPT_ADAM) {
+        const double t = (double)(o->step < 1 ? 1 : o->step);
+        u.c1 = (T)(o->lr * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));
+    }
+    const int mom = o->momentum > 0.0;
+    FN(upd_fn) fn;
+    int need0 = 0, need1 = 0, need2 = 0; /* the state slots the rule uses */
+    switch (o->kind) {
+    case FSGD_OPT_SGD:
+        fn = !mom ? FN(upd_sgd) : (o->nesterov ? FN(upd_sgd_nest) : FN(upd_sgd_mom));
+        need0 = mom;
+        break;
+    case FSGD_OPT_ADAGRAD:
+        fn = FN(upd_adagrad);
+        need0 = 1;
+        break;
+    case FSGD_OPT_RMSPROP:
+        fn = mom ? (o->centered ? FN(upd_rms_mom_cent) : FN(upd_rms_mom))
+                 : (o->centered ? FN(upd_rms_cent) : FN(upd_rms));
+        need0 = 1;
+        need1 = mom;
+        need2 = o->centered;
+        break;
+    case FSGD_OPT_ADAM:
+        fn = o->amsgrad ? FN(upd_adam_ams) : FN(upd_adam);
+        need0 = need1 = 1;
+        need2 = o->amsgrad;
+        break;
+    default:
+        return FSGD_ERR_ARG;
+    }
+    if ((need0 && !plan->slots[0]) || (need1 && !plan->slots[1]) || (need2 && !plan->slots[2]))
+        return FSGD_ERR_ARG;
+    const int plain_sgd = o->kind == FSGD_OPT_SGD && !mom;
+    const int64_t n = plan->size;
+    int refused = 0, kept = 0;
+    /* a streaming pass: worth a second thread from a few thousand elements */
+    const int nt = fsgd_threads_for(nthreads, n, 4096);
+    if (nt <= 1) {
+        refused = FN(update_range)(fn, plain_sgd, &u, o, plan, 0, 0, n);
+        if (!refused) kept = FN(update_range)(fn, plain_sgd, &u, o, plan, 1, 0, n);
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), k = omp_get_num_threads();
+            const int64_t lo = n * t / k, hi = n * (t + 1) / k;
+            if (FN(update_range)(fn, plain_sgd, &u, o, plan, 0, lo, hi)) {
+#pragma omp atomic write
+                refused = 1;
+            }
+#pragma omp barrier
+            int refused_all;
+#pragma omp atomic read
+            refused_all = refused;
+            if (!refused_all && FN(update_range)(fn, plain_sgd, &u, o, plan, 1, lo, hi)) {
+#pragma omp atomic write
+                kept = 1;
+            }
+        }
+#else
+        refused = FN(update_range)(fn, plain_sgd, &u, o, plan, 0, 0, n);
+        if (!refused) kept = FN(update_range)(fn, plain_sgd, &u, o, plan, 1, 0, n);
+#endif
+    }
+    return (refused || kept) ? FSGD_ERR_NONFINITE : FSGD_OK;
+}
+
+#undef FN

@@ -1,0 +1,385 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The compiled network on a plan (see :mod:`fastsgd._network`) and the
+optimizer step over flat arrays.
+
+:class:`Update` holds one optimizer step: the flat parameters, gradients and
+state slots, the segment table and the rule's settings. :class:`Net` holds a
+network plan's pointers and runs forward, cost, backward (and, fused, the
+update) on mini-batches of the data bound to it, with the GIL released.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from cython cimport floating
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
+
+from fastsgd cimport _core
+from fastsgd._config cimport num_threads
+from fastsgd._core cimport (FSGD_COST_CROSS_ENTROPY, FSGD_MAX_SLOTS, fsgd_layer, fsgd_net,
+                            fsgd_opt, fsgd_segment, fsgd_update_plan)
+from fastsgd._core import ACTIVATIONS, COSTS, LAYER_KINDS, OPTIMIZERS
+from fastsgd._checks import code, require, require_index
+
+cnp.import_array()
+
+
+cdef inline void *_ptr(object a):
+    return cnp.PyArray_DATA(a) if a is not None else NULL
+
+
+def _flat_array(a, name, dtype=None, size=None, writeable=False):
+    require(a, name, dtype=dtype, ndim=1, writeable=writeable)
+    if size is not None and a.shape[0] != size:
+        raise ValueError(f"{name} has {a.shape[0]} elements, expected {size}")
+    return a
+
+
+cdef class Update:
+    """One optimizer step over flat arrays.
+
+    Parameters
+    ----------
+    params : ndarray (n,)
+        The flat parameters, stepped in place.
+    grads : ndarray (n,)
+        The flat gradients (same dtype).
+    slots : list of ndarray (n,) or None
+        Up to three optimizer state slots (see csrc/fsgd.h for each rule's).
+    segments : list of (offset, size, l1, l2, decay)
+        The segment table: which ranges are stepped, with their penalties.
+    """
+    cdef fsgd_update_plan plan
+    cdef fsgd_segment *segs
+    cdef fsgd_opt opt
+    cdef readonly bint f64
+    cdef bint configured
+    cdef object keep
+
+    def __cinit__(self, params, grads, slots, segments):
+        _flat_array(params, "params", writeable=True)
+        n = params.shape[0]
+        _flat_array(grads, "grads", dtype=params.dtype, size=n)
+        slots = list(slots)
+        if len(slots) > FSGD_MAX_SLOTS:
+            raise ValueError(f"at most {FSGD_MAX_SLOTS} state slots, got {len(slots)}")
+        segments = list(segments)
+        self.segs = <fsgd_segment *>calloc(max(len(segments), 1), sizeof(fsgd_segment))
+        if self.segs == NULL:
+            raise MemoryError()
+        end = 0
+        for k, (offset, size, l1, l2, decay) in enumerate(segments):
+            if offset < end or size < 0 or offset + size > n:
+                raise ValueError(f"segment {k} ({offset}, {size}) is outside [{end}, {n}) or "
+                                 f"out of order")
+            end = offset + size
+            self.segs[k].offset = offset
+            self.segs[k].size = size
+            self.segs[k].l1 = l1
+            self.segs[k].l2 = l2
+            self.segs[k].decay = 1 if decay else 0
+        self.plan.size = n
+        self.plan.n_segments = len(segments)
+        self.plan.segments = self.segs
+        self.plan.params = _ptr(params)
+        self.plan.grads = _ptr(grads)
+        for k in range(FSGD_MAX_SLOTS):
+            s = slots[k] if k < len(slots) else None
+            if s is not None:
+                _flat_array(s, f"slots[{k}]", dtype=params.dtype, size=n, writeable=True)
+            self.plan.slots[k] = _ptr(s)
+        self.f64 = params.dtype == np.float64
+        self.keep = (params, grads, slots)
+        self.opt.step = 1
+
+    def __dealloc__(self):
+        free(self.segs)
+
+    def configure(self, dict hyper):
+        """Take the rule and its settings (``kind``, ``lr``, ``momentum``, ...)."""
+        cdef fsgd_opt o
+        o.kind = code("kind", hyper.get("kind", "sgd"), OPTIMIZERS, "optimizer rule")
+        o.lr = hyper.get("lr", 0.01)
+        o.momentum = hyper.get("momentum", 0.0)
+        o.nesterov = bool(hyper.get("nesterov", False))
+        o.beta_1 = hyper.get("beta_1", 0.9)
+        o.beta_2 = hyper.get("beta_2", 0.999)
+        o.rho = hyper.get("rho", 0.9)
+        o.epsilon = hyper.get("epsilon", 1e-7)
+        o.amsgrad = bool(hyper.get("amsgrad", False))
+        o.centered = bool(hyper.get("centered", False))
+        o.weight_decay = hyper.get("weight_decay", 0.0)
+        o.step = hyper.get("step", self.opt.step)
+        self.opt = o
+        self.configured = True
+
+    @property
+    def lr(self):
+        return self.opt.lr
+
+    @lr.setter
+    def lr(self, double value):
+        self.opt.lr = value
+
+    @property
+    def step(self):
+        """The 1-based number of the next step (bias correction)."""
+        return self.opt.step
+
+    @step.setter
+    def step(self, int64_t value):
+        self.opt.step = value
+
+    cdef int _check_ready(self) except -1:
+        if not self.configured:
+            raise RuntimeError("configure() the optimizer rule first")
+        return 0
+
+    def run(self):
+        """Take one step. Returns True (stepped; ``step`` advances) or False
+        (refused: some new value would not be finite; nothing written)."""
+        self._check_ready()
+        cdef int st
+        cdef int nt = num_threads()
+        with nogil:
+            st = _core.update(nt, &self.opt, &self.plan, self.f64)
+        if st == _core.FSGD_ERR_NONFINITE:
+            return False
+        _core.check_status(st)
+        self.opt.step += 1
+        return True
+
+
+cdef class Net:
+    """A network plan's compiled form: pointers to its flat parameters (and
+    gradients), its layers and batch buffers. Built from a
+    :class:`fastsgd._network.NetworkPlan`, whose arrays it keeps alive."""
+    cdef fsgd_net net
+    cdef fsgd_layer *layers
+    cdef Update update
+    cdef readonly bint f64
+    cdef readonly object plan
+    cdef object X
+    cdef object y_int
+    cdef object y_float
+    cdef object order
+    cdef bint ordered
+    cdef int64_t ldx
+    cdef int64_t n_bound
+
+    def __cinit__(self, plan):
+        n = len(plan.layers)
+        if n < 1:
+            raise ValueError("a network needs at least one layer")
+        self.f64 = plan.dtype == np.float64
+        _flat_array(plan.params, "plan.params", writeable=True)
+        if plan.grads is not None:
+            _flat_array(plan.grads, "plan.grads", dtype=plan.dtype, size=plan.params.shape[0],
+                        writeable=True)
+        self.layers = <fsgd_layer *>calloc(n, sizeof(fsgd_layer))
+        if self.layers == NULL:
+            raise MemoryError()
+        cap = plan.capacity
+        for i, lp in enumerate(plan.layers):
+            shape = (cap, lp.n_out)
+            for key, buf in (("A", lp.A), ("D", lp.D)):
+                if buf is None and key == "D" and plan.grads is None:
+                    continue
+                require(buf, f"layers[{i}].{key}", dtype=plan.dtype, ndim=2, writeable=True)
+                if buf.shape != shape:
+                    raise ValueError(f"layers[{i}].{key} has shape {buf.shape}, expected {shape}")
+            self.layers[i].kind = code("kind", lp.kind, LAYER_KINDS, "layer kind")
+            self.layers[i].act = code("activation", lp.activation, ACTIVATIONS, "activation")
+            self.layers[i].slope = lp.slope
+            self.layers[i].n_in = lp.n_in
+            self.layers[i].n_out = lp.n_out
+            self.layers[i].w_offset = lp.w_offset
+            self.layers[i].b_offset = lp.b_offset
+            self.layers[i].A = _ptr(lp.A)
+            self.layers[i].D = _ptr(lp.D) if plan.grads is not None else NULL
+        self.net.n_layers = n
+        self.net.layers = self.layers
+        self.net.capacity = cap
+        self.net.n_params = plan.params.shape[0]
+        self.net.params = _ptr(plan.params)
+        self.net.grads = _ptr(plan.grads)
+        self.net.cost = -1 if plan.cost is None else code("cost", plan.cost, COSTS, "cost")
+        self.net.nthreads = num_threads()
+        _core.check_status(_core.net_check(&self.net))
+        self.plan = plan
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def set_threads(self, int n):
+        self.net.nthreads = n if n > 0 else 1
+
+    def set_update(self, Update update):
+        """Attach the optimizer step the fused train_batch takes."""
+        if self.net.grads == NULL:
+            raise ValueError("an inference plan has no gradients to step")
+        if (update.plan.params != self.net.params or update.plan.grads != self.net.grads or
+                update.plan.size != self.net.n_params):
+            raise ValueError("the update is not over this network's flat arrays")
+        self.update = update
+
+    # ---- data ---------------------------------------------------------------------
+    def bind(self, X, y=None):
+        """Point the next batches at ``X`` (and targets ``y``), checked once.
+
+        Integer labels are copied (the network reads its own copy); float
+        targets and X are read in place and must stay unchanged while bound.
+        """
+        require(X, "X", dtype=self.plan.dtype, ndim=2)
+        if X.shape[1] != self.layers[0].n_in:
+            raise ValueError(f"X has {X.shape[1]} features, the network takes "
+                             f"{self.layers[0].n_in}")
+        cdef int64_t n_out = self.layers[self.net.n_layers - 1].n_out
+        self.y_int = self.y_float = None
+        if y is not None:
+            if not isinstance(y, np.ndarray):
+                raise TypeError("y must be a numpy array")
+            if y.dtype == np.int64:
+                if y.shape != (X.shape[0],):
+                    raise ValueError("integer targets must be a vector, one per row of X")
+                if self.net.cost == FSGD_COST_CROSS_ENTROPY and y.size and (
+                        y.min() < 0 or y.max() >= n_out):
+                    raise ValueError(f"class labels must lie in [0, {n_out})")
+                self.y_int = np.array(y, dtype=np.int64, order="C")
+            else:
+                require(y, "y", dtype=self.plan.dtype, ndim=2)
+                if y.shape != (X.shape[0], n_out):
+                    raise ValueError(f"y must have shape {(X.shape[0], n_out)}")
+                self.y_float = y
+        self.X = X
+        self.ldx = X.shape[1]
+        self.n_bound = X.shape[0]
+        self.order = np.arange(self.n_bound, dtype=np.int64)
+        self.ordered = False
+
+    def set_order(self, perm):
+        """Read the bound rows in the order ``perm`` (a permutation, copied),
+        or in data order when None."""
+        if self.X is None:
+            raise RuntimeError("bind() data first")
+        if perm is None:
+            self.ordered = False
+            return
+        require_index(perm, self.n_bound, "perm")
+        if perm.shape[0] != self.n_bound:
+            raise ValueError("perm must index every row once")
+        self.order[...] = perm
+        self.ordered = True
+
+    # ---- batches -------------------------------------------------------------------
+    cdef int _run(self, floating *tag, int mode, int64_t n, const void *x,
+                  const int64_t *rows, const int64_t *yi, const void *yf, double *loss,
+                  int64_t *correct) noexcept nogil:
+        cdef const floating *X = <const floating *>x
+        cdef const floating *Y = <const floating *>yf
+        cdef const fsgd_opt *opt = NULL
+        cdef const fsgd_update_plan *up = NULL
+        cdef int st
+        if mode == 0:    # evaluate: forward and cost
+            st = _core.net_forward(&self.net, n, X, self.ldx, rows, False)
+            if st == 0:
+                st = _core.net_cost(&self.net, n, yi, Y, rows, False, loss, correct)
+            return st
+        if mode == 1 or mode == 2:   # fused: forward, cost, backward (1: and the step)
+            if mode == 1:
+                opt = &self.update.opt
+                up = &self.update.plan
+            return _core.net_train_batch(&self.net, opt, up, n, X, self.ldx, rows, yi, Y,
+                                         rows, loss, correct)
+        if mode == 3:    # forward, activation applied
+            return _core.net_forward(&self.net, n, X, self.ldx, rows, True)
+        if mode == 4:    # forward for the cost
+            return _core.net_forward(&self.net, n, X, self.ldx, rows, False)
+        if mode == 5:    # cost and dL/dZ
+            return _core.net_cost(&self.net, n, yi, Y, rows, True, loss, correct)
+        return _core.net_backward(&self.net, n, X, self.ldx, rows)   # 6: backward
+
+    cdef tuple _batch(self, int64_t start, int64_t n, int mode):
+        if self.X is None:
+            raise RuntimeError("bind() data first")
+        if start < 0 or n < 1 or start + n > self.n_bound or n > self.net.capacity:
+            raise ValueError(f"batch [{start}, {start + n}) outside the data or the buffers")
+        if mode in (0, 1, 2, 5) and self.y_int is None and self.y_float is None:
+            raise RuntimeError("bind() targets first")
+        if mode == 1 and self.update is None:
+            raise RuntimeError("set_update() first")
+        cdef const int64_t *rows = NULL
+        cdef const int64_t *yi = <const int64_t *>_ptr(self.y_int)
+        cdef const char *yf = <const char *>_ptr(self.y_float)
+        cdef const char *x = <const char *>_ptr(self.X)
+        cdef int64_t es = 8 if self.f64 else 4
+        if self.ordered:
+            rows = <const int64_t *>_ptr(self.order) + start
+        else:   # data order: the batch is a contiguous block, read in place
+            x += start * self.ldx * es
+            if yi != NULL:
+                yi += start
+            if yf != NULL:
+                yf += start * self.layers[self.net.n_layers - 1].n_out * es
+        cdef double loss = 0.0
+        cdef int64_t correct = 0
+        cdef int st
+        with nogil:
+            if self.f64:
+                st = self._run(<double *>NULL, mode, n, x, rows, yi, yf, &loss, &correct)
+            else:
+                st = self._run(<float *>NULL, mode, n, x, rows, yi, yf, &loss, &correct)
+        _core.check_status(st)
+        if mode == 1:
+            self.update.opt.step += 1
+        return loss, correct
+
+    def train_batch(self, int64_t start, int64_t n, bint update=True):
+        """Forward, cost, backward and (with ``update``) the optimizer step on
+        rows [start, start+n) of the bound order, in one call. Returns
+        ``(loss_sum, correct)``; raises NonFiniteError (parameters untouched)
+        when the cost is not finite or the step is refused."""
+        return self._batch(start, n, 1 if update else 2)
+
+    def eval_batch(self, int64_t start, int64_t n):
+        """Forward and cost only. Returns ``(loss_sum, correct)``."""
+        return self._batch(start, n, 0)
+
+    def forward(self, int64_t start, int64_t n, bint out_act=True):
+        """Forward only; the output layer's buffer gets the activations (or,
+        without ``out_act``, the pre-activations the fused cost takes)."""
+        self._batch(start, n, 3 if out_act else 4)
+
+    def cost(self, int64_t start, int64_t n):
+        """After ``forward(out_act=False)``: the cost and dL/dZ of the output
+        layer. Returns ``(loss_sum, correct)``."""
+        return self._batch(start, n, 5)
+
+    def backward(self, int64_t start, int64_t n):
+        """After ``cost``: every gradient into the plan's flat gradient array."""
+        if self.net.grads == NULL:
+            raise ValueError("an inference plan has no gradients")
+        self._batch(start, n, 6)
+
+    def predict_into(self, X, out):
+        """Forward ``X`` in chunks of the buffer capacity into ``out``."""
+        cdef int64_t n_out = self.layers[self.net.n_layers - 1].n_out
+        require(out, "out", dtype=self.plan.dtype, ndim=2, writeable=True)
+        self.bind(X)
+        if out.shape != (X.shape[0], n_out):
+            raise ValueError(f"out has shape {out.shape}, expected {(X.shape[0], n_out)}")
+        cdef int64_t total = X.shape[0], cap = self.net.capacity, start = 0, m
+        cdef size_t es = 8 if self.f64 else 4
+        cdef char *op = <char *>_ptr(out)
+        cdef const void *last = self.layers[self.net.n_layers - 1].A
+        try:
+            while start < total:
+                m = min(cap, total - start)
+                self._batch(start, m, 3)
+                with nogil:
+                    memcpy(op + start * n_out * es, last, m * n_out * es)
+                start += m
+        finally:
+            self.X = None
+        return out

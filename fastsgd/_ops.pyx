@@ -1,0 +1,316 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Stateless kernel wrappers (the functions :mod:`fastsgd.kernels` exposes).
+
+Each public ``def`` checks its arguments while holding the GIL, then calls one
+fused ``_*_impl`` body (float32 or float64, chosen from the arrays' dtype)
+that runs the C kernel with the GIL released.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from cython cimport floating
+from libc.stdint cimport int64_t
+
+from fastsgd cimport _core
+from fastsgd._config cimport num_threads
+from fastsgd._core import ACTIVATIONS, COSTS, OPTIMIZERS
+from fastsgd._checks import code, require, require_disjoint, require_index
+
+cnp.import_array()
+
+
+cdef inline const int64_t *_index_ptr(object idx):
+    return <const int64_t *>cnp.PyArray_DATA(idx) if idx is not None else NULL
+
+
+cdef inline floating *_data(floating[::1] flat) noexcept nogil:
+    return &flat[0] if flat.shape[0] > 0 else NULL
+
+
+cdef inline const floating *_cdata(const floating[::1] flat) noexcept nogil:
+    return &flat[0] if flat.shape[0] > 0 else NULL
+
+
+def _flat(a):
+    """A 1-D view of a C-contiguous array (for the fused bodies)."""
+    return a.reshape(-1)
+
+
+# ---- exp ------------------------------------------------------------------------
+def _exp_impl(const floating[::1] x, floating[::1] out):
+    with nogil:
+        _core.exp_approx(x.shape[0], _cdata(x), _data(out))
+
+
+def exp(x):
+    """The exp approximation the activations and costs use (for testing)."""
+    require(x, "x")
+    out = np.empty_like(x)
+    _exp_impl(_flat(x), _flat(out))
+    return out
+
+
+# ---- GEMM -------------------------------------------------------------------------
+def _gemm_impl(const floating[::1] a, const floating[::1] b, floating[::1] c, bint ta, bint tb,
+               int64_t M, int64_t N, int64_t K, double alpha, double beta, int64_t lda,
+               int64_t ldb, rows):
+    cdef const int64_t *ip = _index_ptr(rows)
+    cdef int nt = num_threads(), st
+    with nogil:
+        st = _core.gemm(nt, ta, tb, M, N, K, <floating>alpha, _cdata(a), lda, ip, _cdata(b),
+                        ldb, <floating>beta, _data(c), N)
+    _core.check_status(st)
+
+
+def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, a_rows=None):
+    """``out = alpha * op(a) @ op(b) + beta * out``; see :func:`fastsgd.kernels.gemm`."""
+    require(a, "a", ndim=2)
+    require(b, "b", dtype=a.dtype, ndim=2)
+    ta, tb = bool(trans_a), bool(trans_b)
+    stored_rows = a.shape[0]
+    if a_rows is not None:
+        require_index(a_rows, stored_rows, "a_rows")
+        stored_rows = a_rows.shape[0]
+    M = a.shape[1] if ta else stored_rows
+    K = stored_rows if ta else a.shape[1]
+    Kb = b.shape[1] if tb else b.shape[0]
+    N = b.shape[0] if tb else b.shape[1]
+    if K != Kb:
+        raise ValueError(
+            f"gemm: inner dimensions differ: op(a) is {M}x{K}, op(b) is {Kb}x{N} "
+            f"(a {tuple(a.shape)}, trans_a={ta}; b {tuple(b.shape)}, trans_b={tb})")
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"gemm: {name} must be a real number, got {v!r}")
+    if out is None:
+        if beta != 0:
+            raise ValueError("gemm: beta != 0 needs an `out` array to accumulate into")
+        out = np.empty((M, N), dtype=a.dtype)
+    else:
+        require(out, "out", dtype=a.dtype, ndim=2, writeable=True)
+        if out.shape[0] != M or out.shape[1] != N:
+            raise ValueError(f"gemm: out has shape {tuple(out.shape)}, expected ({M}, {N})")
+        require_disjoint(out, "gemm: out", a=a, b=b, a_rows=a_rows)
+    _gemm_impl(_flat(a), _flat(b), _flat(out), ta, tb, M, N, K, float(alpha), float(beta),
+               a.shape[1], b.shape[1], a_rows)
+    return out
+
+
+# ---- activations -------------------------------------------------------------------
+def _act_impl(const floating[::1] a, floating[::1] d, int act, double slope, int64_t rows,
+              int64_t cols, bint backward):
+    cdef int nt = num_threads()
+    with nogil:
+        if backward:
+            _core.act_backward(nt, act, <floating>slope, rows, cols, _cdata(a), _data(d))
+        else:
+            _core.act_forward(nt, act, <floating>slope, rows, cols, _data(d))
+
+
+def activation_forward(z, activation, slope=0.3):
+    """Apply ``activation`` to the 2-D array ``z`` in place; returns ``z``."""
+    require(z, "z", ndim=2, writeable=True)
+    act = code("activation", activation, ACTIVATIONS, "activation")
+    _act_impl(_flat(z), _flat(z), act, float(slope), z.shape[0], z.shape[1], False)
+    return z
+
+
+def activation_backward(a, d, activation, slope=0.3):
+    """Turn ``d`` = dL/dA into dL/dZ in place, given ``a`` = f(Z); returns ``d``."""
+    require(a, "a", ndim=2)
+    require(d, "d", dtype=a.dtype, ndim=2, writeable=True)
+    if a.shape != d.shape:
+        raise ValueError(f"a has shape {a.shape} but d has shape {d.shape}")
+    require_disjoint(d, "d", a=a)
+    act = code("activation", activation, ACTIVATIONS, "activation")
+    _act_impl(_flat(a), _flat(d), act, float(slope), a.shape[0], a.shape[1], True)
+    return d
+
+
+# ---- the dense layer -----------------------------------------------------------------
+def _dense_forward_impl(const floating[::1] x, const floating[::1] w, const floating[::1] b,
+                        floating[::1] z, int64_t rows, int64_t n_in, int64_t n_out,
+                        int64_t ldx, rows_idx, int act, double slope):
+    cdef const int64_t *ip = _index_ptr(rows_idx)
+    cdef int nt = num_threads(), st
+    with nogil:
+        st = _core.dense_forward(nt, rows, n_in, n_out, _cdata(x), ldx, ip, _cdata(w),
+                                 _cdata(b), act, <floating>slope, _data(z))
+    _core.check_status(st)
+
+
+def _dense_backward_impl(const floating[::1] x, const floating[::1] w, const floating[::1] a,
+                         floating[::1] d, floating[::1] dw, floating[::1] db, floating[::1] dx,
+                         int64_t rows, int64_t n_in, int64_t n_out, int64_t ldx, rows_idx,
+                         int act, double slope, bint need_dx):
+    cdef const int64_t *ip = _index_ptr(rows_idx)
+    cdef int nt = num_threads(), st
+    with nogil:
+        st = _core.dense_backward(nt, rows, n_in, n_out, _cdata(x), ldx, ip, _cdata(w),
+                                  _cdata(a), act, <floating>slope, _data(d), _data(dw),
+                                  _data(db), _data(dx) if need_dx else NULL)
+    _core.check_status(st)
+
+
+def _dense_args(x, w, x_rows):
+    require(x, "x", ndim=2)
+    require(w, "w", dtype=x.dtype, ndim=2)
+    rows = x.shape[0]
+    if x_rows is not None:
+        require_index(x_rows, x.shape[0], "x_rows")
+        rows = x_rows.shape[0]
+    if w.shape[0] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[0]} rows but x has {x.shape[1]} columns")
+    if w.shape[1] < 1:
+        raise ValueError("w has no columns: a layer needs at least one unit")
+    return rows
+
+
+def dense_forward(x, w, b, activation="linear", slope=0.3, out=None, x_rows=None):
+    """``out = f(x[x_rows] @ w + b)``, fused; returns ``out``."""
+    rows = _dense_args(x, w, x_rows)
+    require(b, "b", dtype=x.dtype, ndim=1)
+    if b.shape[0] != w.shape[1]:
+        raise ValueError(f"b has {b.shape[0]} entries but w has {w.shape[1]} columns")
+    if out is None:
+        out = np.empty((rows, w.shape[1]), dtype=x.dtype)
+    else:
+        require(out, "out", dtype=x.dtype, ndim=2, writeable=True)
+        if out.shape != (rows, w.shape[1]):
+            raise ValueError(f"out has shape {out.shape}, expected {(rows, w.shape[1])}")
+        require_disjoint(out, "out", x=x, w=w, b=b, x_rows=x_rows)
+    act = code("activation", activation, ACTIVATIONS, "activation")
+    _dense_forward_impl(_flat(x), _flat(w), b, _flat(out), rows, w.shape[0], w.shape[1],
+                        x.shape[1], x_rows, act, float(slope))
+    return out
+
+
+def dense_backward(x, w, a, d, activation="linear", slope=0.3, need_dx=True, x_rows=None):
+    """Fused backward pass of a dense layer.
+
+    ``d`` holds dL/dA on entry and dL/dZ on exit. Returns ``(dW, db, dX)``
+    (``dX`` is None when ``need_dx`` is false).
+    """
+    rows = _dense_args(x, w, x_rows)
+    require(a, "a", dtype=x.dtype, ndim=2)
+    require(d, "d", dtype=x.dtype, ndim=2, writeable=True)
+    if a.shape != (rows, w.shape[1]) or d.shape != a.shape:
+        raise ValueError(f"a and d must have shape {(rows, w.shape[1])}, got {a.shape} and "
+                         f"{d.shape}")
+    require_disjoint(d, "d", x=x, w=w, a=a, x_rows=x_rows)
+    act = code("activation", activation, ACTIVATIONS, "activation")
+    dW = np.empty_like(w)
+    db = np.empty(w.shape[1], dtype=x.dtype)
+    dX = np.empty((rows, w.shape[0]), dtype=x.dtype) if need_dx else None
+    _dense_backward_impl(_flat(x), _flat(w), _flat(a), _flat(d), _flat(dW), db,
+                         _flat(dX) if need_dx else db, rows, w.shape[0], w.shape[1],
+                         x.shape[1], x_rows, act, float(slope), bool(need_dx))
+    return dW, db, dX
+
+
+# ---- the output layer fused with its cost ------------------------------------------------
+def _output_cost_impl(floating[::1] z, const floating[::1] y, floating[::1] d, y_int,
+                      int64_t rows, int64_t cols, int cost, int act, double slope):
+    cdef const int64_t *yip = _index_ptr(y_int)
+    cdef double loss = 0.0
+    cdef int64_t correct = 0
+    cdef int nt = num_threads(), st
+    with nogil:
+        st = _core.output_cost(nt, cost, act, <floating>slope, rows, cols, _data(z),
+                               yip, _cdata(y) if yip == NULL else NULL, NULL, rows,
+                               _data(d), &loss, &correct)
+    _core.check_status(st)
+    return loss, correct
+
+
+def output_cost(z, y, cost, activation, slope=0.3):
+    """Fused output activation + cost + gradient.
+
+    ``z`` (pre-activations, rows x units) is overwritten with the
+    activations. ``y`` is an int64 label vector or a float array shaped like
+    ``z``. Returns ``(mean_loss, correct, dZ)``.
+    """
+    require(z, "z", ndim=2, writeable=True)
+    rows, cols = z.shape
+    if rows < 1:
+        raise ValueError("z has no rows")
+    if cols < 1:
+        raise ValueError("z has no columns: the output layer needs at least one unit")
+    c = code("cost", cost, COSTS, "cost")
+    act = code("activation", activation, ACTIVATIONS, "activation")
+    if cost == "cross_entropy" and activation != "softmax":
+        raise ValueError("cross_entropy needs a softmax output")
+    if cost == "cross_entropy" and cols < 2:
+        raise ValueError("cross_entropy needs at least two output units (use "
+                         "binary_cross_entropy with one sigmoid unit)")
+    if cost == "binary_cross_entropy" and activation != "sigmoid":
+        raise ValueError("binary_cross_entropy needs a sigmoid output")
+    y_int = None
+    if isinstance(y, np.ndarray) and y.dtype == np.int64:
+        if y.shape != (rows,):
+            raise ValueError(f"integer targets must have shape ({rows},), got {y.shape}")
+        if y.min() < 0 or (cols > 1 and y.max() >= cols) or (cols == 1 and y.max() > 1):
+            raise ValueError("integer targets out of range")
+        y_int = np.array(y)  # our own copy: nothing can change it under the kernel
+        y = z  # unread: the labels are the targets
+    else:
+        require(y, "y", dtype=z.dtype, ndim=2)
+        if y.shape != z.shape:
+            raise ValueError(f"y has shape {y.shape}, expected {z.shape}")
+        require_disjoint(z, "z", y=y)
+    D = np.empty_like(z)
+    loss, correct = _output_cost_impl(_flat(z), _flat(y), _flat(D), y_int, rows, cols, c, act,
+                                      float(slope))
+    return loss / rows, int(correct), D
+
+
+# ---- gather ----------------------------------------------------------------------------
+def _gather_impl(const floating[::1] x, floating[::1] out, idx, int64_t n, int64_t cols):
+    cdef const int64_t *ip = _index_ptr(idx)
+    cdef int nt = num_threads()
+    with nogil:
+        _core.gather_rows(nt, n, cols, _cdata(x), cols, ip, _data(out))
+
+
+def gather_rows(x, rows, out=None):
+    """``out[i] = x[rows[i]]`` for a 2-D ``x`` and int64 ``rows``."""
+    require(x, "x", ndim=2)
+    require_index(rows, x.shape[0], "rows")
+    shape = (rows.shape[0], x.shape[1])
+    if out is None:
+        out = np.empty(shape, dtype=x.dtype)
+    else:
+        require(out, "out", dtype=x.dtype, ndim=2, writeable=True)
+        if out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}, expected {shape}")
+        require_disjoint(out, "out", x=x, rows=rows)
+    _gather_impl(_flat(x), _flat(out), rows, shape[0], shape[1])
+    return out
+
+
+# ---- one optimizer step -------------------------------------------------------------------
+def update(dict hyper, p, g, states=(), check=False):
+    """One optimizer step on ``p`` in place (see :mod:`fastsgd.optimizers`).
+
+    ``hyper`` holds the rule's settings (``kind``, ``lr``, ..., ``step`` and
+    the penalties ``l1``, ``l2``); ``states`` up to three arrays shaped like
+    ``p``: the rule's state slots. The step is all or nothing: returns False,
+    with nothing written, when any new value would be NaN or infinite. With
+    ``check`` the step is tried on copies and never written.
+    """
+    from fastsgd._net import Update
+    require(p, "p", writeable=True)
+    require(g, "g", dtype=p.dtype)
+    if g.shape != p.shape:
+        raise ValueError(f"g has shape {g.shape} but p has {p.shape}")
+    states = list(states)
+    for k, s in enumerate(states):
+        require(s, f"states[{k}]", dtype=p.dtype, writeable=True)
+        if s.shape != p.shape:
+            raise ValueError(f"states[{k}] has shape {s.shape} but p has {p.shape}")
+    if check:
+        p, states = p.copy(), [s.copy() for s in states]
+    segment = (0, p.size, float(hyper.get("l1", 0.0)), float(hyper.get("l2", 0.0)), True)
+    step = Update(_flat(p), _flat(g), [_flat(s) for s in states], [segment])
+    step.configure(hyper)
+    return step.run()
