@@ -1,0 +1,249 @@
+"""The engine layout: flat parameter buffers, the network plan, and the one
+all-or-nothing update path shared by the Trainer and Optimizer.step."""
+import numpy as np
+import pytest
+
+import fastsgd
+from fastsgd import SGD, Adagrad, Adam, AdamW, Dense, RMSprop, Sequential, Trainer, _net
+from fastsgd._network import build_plan
+
+from conftest import DTYPES
+
+VARIANTS = [
+    lambda: SGD(0.1),
+    lambda: SGD(0.05, momentum=0.9),
+    lambda: SGD(0.05, momentum=0.9, nesterov=True),
+    lambda: SGD(0.1, weight_decay=0.01),
+    lambda: Adagrad(0.1),
+    lambda: RMSprop(0.01),
+    lambda: RMSprop(0.01, momentum=0.5),
+    lambda: RMSprop(0.01, centered=True),
+    lambda: RMSprop(0.01, momentum=0.5, centered=True),
+    lambda: Adam(0.01),
+    lambda: Adam(0.01, amsgrad=True),
+    lambda: AdamW(0.01, weight_decay=0.05),
+]
+
+
+def small_model(dtype="float64", seed=3):
+    return Sequential([Dense(7, "tanh", input_dim=5), Dense(4, "relu"), Dense(3, "softmax")],
+                      dtype=dtype, seed=seed)
+
+
+def data(rng, n=40):
+    return rng.standard_normal((n, 5)), rng.integers(0, 3, n)
+
+
+def test_parameters_are_views_of_one_flat_array():
+    m = small_model()
+    flat, layout = m._flat_parameters()
+    assert flat.ndim == 1 and flat.size == m.count_params() == layout.size
+    for p, seg in zip(m.parameters(), layout.segments):
+        assert np.shares_memory(p, flat) and p.shape == seg.shape
+        assert p.__array_interface__["data"][0] == flat.__array_interface__["data"][0] + \
+            seg.offset * flat.itemsize
+    m.layers[1].bias = np.arange(4.0)
+    np.testing.assert_array_equal(flat[layout.find(1, "bias").offset:][:4], np.arange(4.0))
+    w = m.get_weights()
+    w[0][...] = 99.0  # copies: the model is untouched
+    assert not (m.layers[0].weights == 99.0).any()
+
+
+def test_assignment_checks_finiteness_after_the_cast():
+    m = small_model("float32")
+    before = m.get_weights()
+    with pytest.raises(ValueError, match="too large"):
+        m.layers[0].bias = np.full(7, 1e39)
+    with pytest.raises(ValueError, match="too large"):
+        m.set_weights([np.full(w.shape, 1e39) for w in before])
+    for a, b in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reused_layers_keep_their_weights_and_stay_shared(rng):
+    X, y = data(rng)
+    old = small_model()
+    Trainer(old, "cross_entropy", SGD(0.1), batch_size=8, seed=0).fit(X, y, epochs=2, verbose=0)
+    trained = old.get_weights()
+    new = Sequential(old.layers[:2] + [Dense(2, "softmax")], dtype="float64", seed=9)
+    for a, b in zip(new.get_weights()[:4], trained[:4]):
+        np.testing.assert_array_equal(a, b)   # not re-initialised
+    for a, b in zip(old.get_weights(), trained):
+        np.testing.assert_array_equal(a, b)   # nor in the old model
+    Trainer(new, "cross_entropy", SGD(0.1), batch_size=8, seed=0).fit(X, y % 2, epochs=1,
+                                                                      verbose=0)
+    # shared layers: the old model sees the new training, and still predicts
+    np.testing.assert_array_equal(old.layers[0].weights, new.layers[0].weights)
+    assert old.predict(X).shape == (40, 3)
+    with pytest.raises(ValueError, match="input_dim=7"):
+        Sequential([Dense(3, input_dim=2), old.layers[1]])
+
+
+def test_pickled_model_keeps_views_of_its_flat_array(rng):
+    import pickle
+    m = small_model()
+    m2 = pickle.loads(pickle.dumps(m))
+    flat, _ = m2._flat_parameters()
+    assert all(np.shares_memory(p, flat) for p in m2.parameters())
+    X, y = data(rng)
+    np.testing.assert_array_equal(m.predict(X), m2.predict(X))
+
+
+def test_inference_plan_has_no_gradients_or_deltas():
+    m = small_model()
+    plan = build_plan(m, 16)
+    assert plan.grads is None and plan.cost is None and not plan.training
+    assert all(lp.D is None for lp in plan.layers)
+    train = build_plan(m, 16, cost="cross_entropy", training=True)
+    assert train.grads.shape == (m.count_params(),)
+    assert all(lp.D.shape == (16, lp.n_out) for lp in train.layers)
+
+
+@pytest.mark.parametrize("make", VARIANTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_trainer_step_equals_optimizer_step(make, dtype, rng):
+    """One Trainer batch (fused forward, backward and step in C) and
+    Trainer.gradients + Optimizer.step on the same arrays give the same bits."""
+    X, y = data(rng, 24)
+    X = X.astype(dtype)
+    a, b = small_model(np.dtype(dtype).name), small_model(np.dtype(dtype).name)
+    opt_a, opt_b = make(), make()
+    trainer_a = Trainer(a, "cross_entropy", opt_a, batch_size=24, shuffle=False)
+    trainer_b = Trainer(b, "cross_entropy", opt_b, batch_size=24, shuffle=False)
+    for _ in range(3):
+        trainer_a.fit(X, y, epochs=1, verbose=0)
+        _, grads = trainer_b.gradients(X, y)
+        assert opt_b.step(b.parameters(), grads)
+    assert opt_a.iterations == opt_b.iterations == 3
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(p, q)
+    for sa, sb in zip(opt_a.get_state()["state"], opt_b.get_state()["state"]):
+        for u, v in zip(sa, sb):
+            np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_separate_calls_equal_the_fused_batch(dtype, rng):
+    X, y = data(rng, 32)
+    X = X.astype(dtype)
+    runs = []
+    for fused in (True, False):
+        m = small_model(np.dtype(dtype).name)
+        opt = Adam(0.01)
+        plan = build_plan(m, 32, cost="cross_entropy", training=True)
+        net = _net.Net(plan)
+        update = _net.Update(plan.params, plan.grads, opt.build(plan.layout, plan.dtype),
+                             opt.segments(plan.layout, m.layers))
+        update.configure(opt.hyper())
+        net.set_update(update)
+        net.bind(X, y)
+        losses = []
+        for _ in range(3):
+            if fused:
+                loss, _ = net.train_batch(0, 32)
+            else:
+                net.forward(0, 32, out_act=False)
+                loss, _ = net.cost(0, 32)
+                net.backward(0, 32)
+                assert update.run()
+            losses.append(loss)
+        runs.append((losses, m.get_weights(), update.step))
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2] == 4
+    for p, q in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(p, q)
+
+
+def _refusal_case(make, dtype):
+    """Parameters, gradients and state for which ``make()``'s step must be
+    refused: some new value would not be finite."""
+    big = np.finfo(dtype).max
+    p = np.array([[0.5, -0.25], [big * 0.99, 1.0]], dtype)
+    g = np.array([[0.1, 0.2], [-big, 0.3]], dtype)   # the step overflows
+    opt = make()
+    if isinstance(opt, RMSprop) and opt.centered:
+        # a mean gradient larger than the root mean square: sqrt of a negative number
+        g = np.array([[0.0, 0.1], [0.0, 0.1]], dtype)
+        p = np.array([[0.5, -0.25], [1.0, 1.0]], dtype)
+        return opt, p, g, {0: 0.0, 2: 1.0}
+    return opt, p, g, {}
+
+
+@pytest.mark.parametrize("make", VARIANTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_refused_step_writes_nothing(make, dtype):
+    opt, p, g, preset = _refusal_case(make, dtype)
+    bias = np.array([1.0, 2.0], dtype)
+    gb = np.array([0.5, 0.5], dtype)
+    assert opt.step([p, bias], [np.zeros_like(g), np.zeros_like(gb)])  # a good step first
+    for k, value in preset.items():
+        opt._slots[k][...] = value
+    state = opt.get_state()
+    p0, b0 = p.copy(), bias.copy()
+    assert opt.step([p, bias], [g, gb]) is False
+    np.testing.assert_array_equal(p, p0)
+    np.testing.assert_array_equal(bias, b0)   # the array after the bad one too
+    after = opt.get_state()
+    assert after["iterations"] == state["iterations"] == 1
+    for sa, sb in zip(after["state"], state["state"]):
+        for u, v in zip(sa, sb):
+            np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("make", VARIANTS)
+def test_a_non_finite_cost_in_training_leaves_the_model_as_it_was(make, rng):
+    X, y = data(rng, 16)
+    targets = np.eye(3)[y]
+    m = Sequential([Dense(6, "linear", input_dim=5), Dense(3, "linear")], dtype="float64",
+                   seed=2)
+    opt = make()
+    tr = Trainer(m, "mse", opt, batch_size=16, shuffle=False)
+    tr.fit(X, targets, epochs=1, verbose=0)
+    before, state = m.get_weights(), opt.get_state()
+    with pytest.warns(fastsgd.DivergenceWarning):   # the squared error overflows
+        h = tr.fit(X * 1e200, targets, epochs=1, verbose=0)
+    assert h.diverged is not None
+    assert opt.iterations == state["iterations"] == 1
+    for a, b in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_overflowing_step_in_training_is_refused_whole(rng):
+    X, y = data(rng, 16)
+    m = small_model("float32")
+    opt = SGD(0.1)
+    tr = Trainer(m, "cross_entropy", opt, batch_size=16, shuffle=False)
+    tr.fit(X * 100, y, epochs=1, verbose=0)
+    before = m.get_weights()
+    opt.lr = 1e300   # the cost is finite, the float32 step is not
+    with pytest.warns(fastsgd.DivergenceWarning):
+        h = tr.fit(X * 100, y, epochs=1, verbose=0)
+    assert h.diverged == {"epoch": 0, "batch": 0, "lr": 1e300} and opt.iterations == 1
+    for a, b in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_optimizer_is_bound_to_its_model(rng):
+    X, y = data(rng)
+    opt = Adam(0.01)
+    first = small_model()
+    Trainer(first, "cross_entropy", opt, batch_size=8).fit(X, y, verbose=0)
+    other = small_model()
+    with pytest.raises(ValueError, match="another model"):
+        Trainer(other, "cross_entropy", opt, batch_size=8).fit(X, y, verbose=0)
+    opt.reset()
+    Trainer(other, "cross_entropy", opt, batch_size=8).fit(X, y, verbose=0)
+    assert opt.iterations == 5
+
+
+def test_update_rejects_a_malformed_plan():
+    p = np.zeros(10)
+    with pytest.raises(ValueError, match="segment"):
+        _net.Update(p, np.zeros(10), [], [(0, 11, 0.0, 0.0, True)])
+    with pytest.raises(ValueError, match="segment"):
+        _net.Update(p, np.zeros(10), [], [(5, 5, 0.0, 0.0, True), (0, 5, 0.0, 0.0, True)])
+    with pytest.raises(ValueError, match="elements"):
+        _net.Update(p, np.zeros(9), [], [])
+    step = _net.Update(p, np.zeros(10), [], [(0, 10, 0.0, 0.0, True)])
+    step.configure({"kind": "adam", "lr": 0.1})
+    with pytest.raises(ValueError, match="rejected"):
+        step.run()   # Adam needs two state slots
