@@ -215,11 +215,14 @@ class Dense:
             raise RuntimeError("the layer's input size is unknown until it is built")
         return self.input_dim * self.units + self.units
 
-    # -- pure NumPy reference -------------------------------------------------
     def forward(self, x):
-        """Forward pass in NumPy (readable reference; the trainer uses the kernels)."""
-        z = x @ self._W + self._b
-        return activate(z, self.activation, self.negative_slope)
+        """``f(x @ weights + bias)`` for a 2-D ``x`` (n, inputs): the fused
+        kernel the network runs, on one layer. Returns (n, units)."""
+        from . import kernels
+        if not self.built:
+            raise RuntimeError("the layer is not built yet; give input_dim or fit the model first")
+        x = np.ascontiguousarray(x, dtype=self._W.dtype)
+        return kernels.dense_forward(x, self._W, self._b, self.activation, self.negative_slope)
 
     def get_config(self):
         return {"units": self.units, "activation": self.activation, "input_dim": self.input_dim,
@@ -228,24 +231,6 @@ class Dense:
 
     def __repr__(self):
         return f"Dense({self.units}, activation={self.activation!r})"
-
-
-def activate(z, activation, negative_slope=0.2):
-    """The activations in NumPy: the reference the kernels are tested against."""
-    if activation == "linear":
-        return z
-    if activation == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-z))
-    if activation == "tanh":
-        return np.tanh(z)
-    if activation == "relu":
-        return np.maximum(z, 0)
-    if activation == "leaky_relu":
-        return np.where(z > 0, z, negative_slope * z)
-    if activation == "softmax":
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    raise ValueError(f"unknown activation {activation!r}")
 
 
 class Sequential:

@@ -7,33 +7,15 @@ import pytest
 
 import fastsgd
 from fastsgd import _config, _ops, kernels
-from fastsgd.layers import activate
 
+from _reference import activate, central_difference
+from _reference import gemm as _ref_gemm
+from _reference import output_cost as _np_cost
 from conftest import DTYPES, tol
-
-def central_difference(f, z, h=1e-6):
-    """d f / d z by central differences (float64)."""
-    num = np.empty_like(z)
-    for idx in np.ndindex(*z.shape):
-        zp, zm = z.copy(), z.copy()
-        zp[idx] += h
-        zm[idx] -= h
-        num[idx] = (f(zp) - f(zm)) / (2 * h)
-    return num
-
 
 SHAPES = [(1, 1, 1), (2, 3, 1), (1, 7, 13), (7, 1, 5), (13, 17, 19), (31, 37, 41),
           (97, 5, 101), (128, 64, 784), (784, 64, 128), (128, 784, 64), (32, 64, 784),
           (6, 16, 384), (257, 129, 385), (1031, 67, 2)]
-
-
-def _ref_gemm(a, b, ta, tb, alpha, beta, c):
-    A = a.T if ta else a
-    B = b.T if tb else b
-    out = alpha * (A.astype(np.float64) @ B.astype(np.float64))
-    if beta != 0:
-        out += beta * c.astype(np.float64)
-    return out
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -285,16 +267,6 @@ def test_dense_backward_matches_numpy(dtype, act, rng):
 # ---- output layer fused with its cost ------------------------------------
 COST_CASES = [("mse", "linear"), ("mse", "sigmoid"), ("mse", "softmax"), ("mse", "tanh"),
               ("mse", "relu"), ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")]
-
-
-def _np_cost(cost, act, z, y):
-    a = activate(z, act, 0.3)
-    if cost == "mse":
-        return np.mean((a - y) ** 2)
-    if cost == "cross_entropy":
-        lse = np.log(np.sum(np.exp(z - z.max(1, keepdims=True)), 1)) + z.max(1)
-        return np.mean(lse - np.sum(y * z, 1))
-    return np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
 
 
 def _targets(cost, rng, n, k):

@@ -6,6 +6,8 @@ import fastsgd
 from fastsgd import Dense, Sequential
 from fastsgd.layers import INITIALIZERS
 
+from _reference import network_forward
+
 
 def shallow(seed=0, dtype="float32"):
     return Sequential([Dense(64, "sigmoid", input_dim=784), Dense(10, "softmax")], seed=seed,
@@ -94,9 +96,7 @@ def test_predict_matches_numpy_forward_in_chunks(rng):
     m = Sequential([Dense(30, "tanh", input_dim=20), Dense(20, "leaky_relu", negative_slope=0.1),
                     Dense(4, "softmax")], dtype="float64", seed=5)
     X = rng.standard_normal((1037, 20))
-    ref = X
-    for layer in m.layers:
-        ref = layer.forward(ref)
+    ref = network_forward(m, X)
     np.testing.assert_allclose(m.predict(X, batch_size=100), ref, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(m(X), ref, rtol=1e-12, atol=1e-14)
 

@@ -5,50 +5,8 @@ import pytest
 import fastsgd
 from fastsgd import SGD, Adagrad, Adam, AdamW, Dense, RMSprop, Sequential, Trainer
 
+from _reference import optimizer_steps as reference_steps
 from conftest import DTYPES
-
-
-def reference_steps(opt, p, grads):
-    """The Keras 3 update rules in float64 NumPy."""
-    p = p.astype(np.float64).copy()
-    g0 = np.zeros_like(p)
-    s = {"v": g0.copy(), "m": g0.copy(), "vh": g0.copy(), "avg": g0.copy(), "mom": g0.copy(),
-         "acc": np.full_like(p, getattr(opt, "initial_accumulator_value", 0.0))}
-    for t, g in enumerate(grads, start=1):
-        g = g.astype(np.float64)
-        g = g + 2 * opt.l2 * p + opt.l1 * np.sign(p)
-        p = p - p * opt.weight_decay * opt.lr
-        if isinstance(opt, SGD):
-            if opt.momentum == 0:
-                p = p - opt.lr * g
-            else:
-                s["v"] = opt.momentum * s["v"] - opt.lr * g
-                p = p + (opt.momentum * s["v"] - opt.lr * g if opt.nesterov else s["v"])
-        elif isinstance(opt, Adagrad):
-            s["acc"] = s["acc"] + g * g
-            p = p - opt.lr * g / np.sqrt(s["acc"] + opt.epsilon)
-        elif isinstance(opt, RMSprop):
-            s["v"] = opt.rho * s["v"] + (1 - opt.rho) * g * g
-            den = s["v"] + opt.epsilon
-            if opt.centered:
-                s["avg"] = opt.rho * s["avg"] + (1 - opt.rho) * g
-                den = s["v"] - s["avg"] ** 2 + opt.epsilon
-            inc = opt.lr * g / np.sqrt(den)
-            if opt.momentum > 0:
-                s["mom"] = opt.momentum * s["mom"] + inc
-                p = p - s["mom"]
-            else:
-                p = p - inc
-        else:
-            s["m"] = s["m"] + (g - s["m"]) * (1 - opt.beta_1)
-            s["v"] = s["v"] + (g * g - s["v"]) * (1 - opt.beta_2)
-            v = s["v"]
-            if opt.amsgrad:
-                s["vh"] = np.maximum(s["vh"], s["v"])
-                v = s["vh"]
-            alpha = opt.lr * np.sqrt(1 - opt.beta_2 ** t) / (1 - opt.beta_1 ** t)
-            p = p - alpha * s["m"] / (np.sqrt(v) + opt.epsilon)
-    return p
 
 
 OPTS = [

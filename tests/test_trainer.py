@@ -7,17 +7,9 @@ import pytest
 import fastsgd
 from fastsgd import (SGD, Callback, Dense, DivergenceWarning, EarlyStopping, LambdaCallback,
                      ModelCheckpoint, Sequential, Trainer)
-from fastsgd.costs import get as get_cost
-from fastsgd.layers import activate
 
+from _reference import activate, network_cost as numpy_cost
 from conftest import DTYPES
-
-
-def numpy_cost(model, cost, X, y):
-    a = X
-    for layer in model.layers:
-        a = layer.forward(a)
-    return get_cost(cost)(a, y)
 
 
 # ---- gradients -------------------------------------------------------------
