@@ -7,6 +7,9 @@ FASTSGD_DISABLE_OPENMP=1  build serial code on purpose
 FASTSGD_NATIVE=1          add -march=native (local builds only: such a build
                           may crash with SIGILL on another CPU)
 FASTSGD_DEBUG=1           -O0 -g, for debugging the C code
+FASTSGD_WERROR=1          turn the C core's warnings (-Wall -Wextra) into errors (CI sets it)
+FASTSGD_SANITIZE=1        build with -fsanitize=address,undefined (run with
+                          LD_PRELOAD of libasan; see .ci/run)
 
 The default build is portable: AVX2 and AVX-512 kernels are compiled with
 function-level target attributes and chosen at run time.
@@ -73,12 +76,16 @@ class BuildExt(build_ext):
         if ctype == "msvc":
             raise RuntimeError("fastsgd needs GCC or Clang (GNU C vector extensions)")
         cc = self.compiler.compiler_so[:1] if hasattr(self.compiler, "compiler_so") else ["cc"]
-        cflags = ["-std=gnu11", "-fno-trapping-math", "-fno-math-errno", "-Wno-unused-function"]
+        cflags = ["-std=gnu11", "-fno-trapping-math", "-fno-math-errno"]
         ldflags = []
         if _flag("FASTSGD_DEBUG"):
             cflags += ["-O0", "-g"]
         else:
             cflags += ["-O3"]
+        if _flag("FASTSGD_SANITIZE"):
+            cflags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                       "-fno-omit-frame-pointer", "-g"]
+            ldflags += ["-fsanitize=address,undefined"]
         if _flag("FASTSGD_NATIVE"):
             cflags.append("-march=native")
         self.fastsgd_openmp = False
@@ -96,10 +103,30 @@ class BuildExt(build_ext):
                 cflags += omp[0]
                 ldflags += omp[1]
                 self.fastsgd_openmp = True
+        # The C core compiles with -Wall -Wextra (and -Werror on request);
+        # Cython's generated code gets the warnings it was written for.
+        core_warnings = ["-Wall", "-Wextra"] + (["-Werror"] if _flag("FASTSGD_WERROR") else [])
+        self._core_warnings = core_warnings
         for ext in self.extensions:
             ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags
             ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
         super().build_extensions()
+
+    def build_extension(self, ext):
+        # csrc/*.c get the strict warnings; the generated .c files do not
+        original = self.compiler._compile
+
+        def compile_one(obj, src, ext_name, cc_args, extra_postargs, pp_opts):
+            extra = list(extra_postargs)
+            if os.path.sep + "csrc" + os.path.sep in os.path.abspath(src):
+                extra += self._core_warnings
+            return original(obj, src, ext_name, cc_args, extra, pp_opts)
+
+        self.compiler._compile = compile_one
+        try:
+            super().build_extension(ext)
+        finally:
+            self.compiler._compile = original
 
 
 # The C core is linked into fastsgd._core only; the other compiled modules

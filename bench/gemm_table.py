@@ -100,7 +100,7 @@ def main():
              + (" PyTorch GFLOP/s | ratio vs PyTorch |" if "torch" in libs else ""),
              "|---|---|---|---|---|---|" + ("---|---|" if "torch" in libs else "")]
     for dtype in ("float32", "float64"):
-        for M, K, N, ta, tb, label in SHAPES:
+        for M, K, N, _ta, _tb, label in SHAPES:
             for threads in (1, 2):
                 key = f"{dtype}|{label}"
                 flop = 2.0 * M * N * K

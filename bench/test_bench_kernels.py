@@ -2,10 +2,9 @@
 shapes training uses. `pytest bench/test_bench_kernels.py --benchmark-only`."""
 import numpy as np
 import pytest
+from gemm_table import SHAPES  # noqa: E402  (one list of shapes for both)
 
 from fastsgd import kernels
-
-from gemm_table import SHAPES  # noqa: E402  (one list of shapes for both)
 
 DTYPES = [np.float32, np.float64]
 

@@ -10,17 +10,23 @@ import os as _os
 
 from . import _config
 from ._config import get_num_threads, set_num_threads
+from ._version import __version__
 from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
 from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
 from .io import load_model
 from .layers import Dense, Sequential
 from .lr_finder import LRFinderResult, find_lr
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
-from .schedules import (Constant, CosineDecay, ExponentialDecay, InverseTimeDecay,
-                        LearningRateScheduler, ReduceLROnPlateau, StepDecay)
+from .schedules import (
+    Constant,
+    CosineDecay,
+    ExponentialDecay,
+    InverseTimeDecay,
+    LearningRateScheduler,
+    ReduceLROnPlateau,
+    StepDecay,
+)
 from .trainer import DivergenceWarning, History, Trainer
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Dense", "Sequential", "Trainer", "History", "DivergenceWarning",

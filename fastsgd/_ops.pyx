@@ -13,7 +13,7 @@ from libc.stdint cimport int64_t
 
 from fastsgd cimport _core
 from fastsgd._config cimport num_threads
-from fastsgd._core import ACTIVATIONS, COSTS, OPTIMIZERS
+from fastsgd._core import ACTIVATIONS, COSTS
 from fastsgd._checks import code, require, require_disjoint, require_index
 
 cnp.import_array()

@@ -18,9 +18,9 @@ import numpy as np
 from . import _core, _net
 from . import costs as _costs
 from . import optimizers as _optimizers
+from ._network import build_plan
 from ._validate import as_float_matrix, as_ndarray, check_bool, check_float, check_int
 from .callbacks import Callback, _overrides
-from ._network import build_plan
 from .layers import Sequential
 
 

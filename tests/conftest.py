@@ -4,7 +4,6 @@ import os
 import numpy as np
 import pytest
 
-import fastsgd
 from fastsgd import _config
 
 #: relative tolerances for comparisons with float64 NumPy references

@@ -8,7 +8,6 @@ from fastsgd import SGD, Adagrad, Adam, AdamW, Dense, RMSprop, Sequential, Train
 from _reference import optimizer_steps as reference_steps
 from conftest import DTYPES
 
-
 OPTS = [
     lambda: SGD(0.1),
     lambda: SGD(0.05, momentum=0.9),

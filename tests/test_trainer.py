@@ -5,12 +5,21 @@ import numpy as np
 import pytest
 
 import fastsgd
-from fastsgd import (SGD, Callback, Dense, DivergenceWarning, EarlyStopping, LambdaCallback,
-                     ModelCheckpoint, Sequential, Trainer)
+from fastsgd import (
+    SGD,
+    Callback,
+    Dense,
+    DivergenceWarning,
+    EarlyStopping,
+    LambdaCallback,
+    ModelCheckpoint,
+    Sequential,
+    Trainer,
+)
 
-from _reference import activate, network_cost as numpy_cost
+from _reference import activate
+from _reference import network_cost as numpy_cost
 from conftest import DTYPES
-
 
 # ---- gradients -------------------------------------------------------------
 OUTPUTS = [("mse", "linear"), ("mse", "sigmoid"), ("mse", "softmax"), ("mse", "tanh"),

@@ -1,0 +1,10 @@
+ACTIVATIONS: dict[str, int]
+COSTS: dict[str, int]
+OPTIMIZERS: dict[str, int]
+SIMD_PATHS: dict[str, int]
+LAYER_KINDS: dict[str, int]
+MAX_SLOTS: int
+
+def simd_name(path: int) -> str: ...
+
+class NonFiniteError(FloatingPointError): ...
