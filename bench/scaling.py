@@ -67,10 +67,12 @@ def main():
     if unknown:
         p.error(f"unknown framework(s) {','.join(unknown)}")
     fws = [f for f in asked if compare.available(f)]
+    missing = [f"{f}: not installed, skipped" for f in asked if f not in fws]
     widths = [64, 256, 1024] if a.quick else [64, 128, 256, 512, 1024, 2048]
     batches = [8, 128, 1024] if a.quick else [8, 16, 32, 64, 128, 256, 512, 1024]
     out = {"machine": compare.machine(a.threads, a.keep_openblas_coretype),
-           "notes": benchenv.openblas_notes(a.keep_openblas_coretype), "threads": a.threads,
+           "notes": benchenv.openblas_notes(a.keep_openblas_coretype) + missing,
+           "threads": a.threads,
            "samples_per_point": samples, "width": [], "batch": [], "threads_scan": [],
            "samples": []}
     for w in widths:
