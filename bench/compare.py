@@ -505,6 +505,8 @@ def main():
     for k, v in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
     if args.worker:
         return worker(args)
     problem = benchenv.fastsgd_problem()
@@ -547,7 +549,7 @@ def main():
                         res["samples_per_s"] = args.samples / res["median_s"]
                         res["gflops"] = flops / res["median_s"] / 1e9
                     row["results"][key] = res
-                    msg = (f"{net:>12} b={batch:<4} t={threads} {key:>16}: " +
+                    msg = (f"{net:>12} b={batch:<4} t={threads} {key:>21}: " +
                            (f"{res['median_s']:.3f} s/epoch, accuracy {res['accuracy']:.3f}, "
                             f"{res['threads_busy']} busy threads" if "median_s" in res
                             else res["error"]))
