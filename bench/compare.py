@@ -1,28 +1,42 @@
-"""Side-by-side training speed: fastsgd vs NumPy, PyTorch, scikit-learn and Keras.
+"""Side-by-side training speed: fastsgd vs NumPy, PyTorch, JAX, scikit-learn and Keras.
 
-    python bench/compare.py [--quick] [--data DIR] [--out FILE.json] [--markdown FILE.md]
+    python bench/compare.py [--quick] [--data DIR] [--frameworks fastsgd,jax,jax-scan,...]
+                            [--out FILE.json] [--markdown FILE.md]
+
+It benchmarks the installed fastsgd (``pip install ".[bench]"``), never the
+source tree it sits in, and runs from a checkout without an in-place build.
 
 Every cell (framework x network x batch size x threads) runs in a fresh
-subprocess with the thread count set for every library the same way
-(OMP_NUM_THREADS, OPENBLAS/MKL_NUM_THREADS, threadpoolctl, torch.set_num_threads),
-so no thread pool of one framework competes with another's. Each trains
-the same network on the same data with plain SGD (no momentum, no
-regularisation), shuffling every epoch: one warm-up epoch, then the median
-of the timed epochs. Reported per cell: seconds per epoch, samples/s,
-effective GFLOP/s (matrix-product FLOPs: forward, weight gradient and
-input gradient of every layer but the first), the ratio to fastsgd, and
-the worker's peak resident memory and its growth between the first and the
-last timed epoch. A framework that is not installed is skipped with a note.
+subprocess, outside the checkout, with the thread count set for every
+library the same way (OMP/OPENBLAS/MKL_NUM_THREADS, PJRT_NPROC for XLA's
+CPU thread pools, TF_NUM_INTRAOP_THREADS, threadpoolctl,
+torch.set_num_threads, tf.config.threading, fastsgd.set_num_threads), so no
+thread pool of one framework competes with another's; a short pause between
+cells lets the previous one's threads go. Each trains the same network on
+the same data with plain SGD (no momentum, no regularisation), shuffling
+every epoch: one warm-up epoch (which also takes JAX's and XLA's compile
+time), then the median of the timed epochs. Reported per cell: seconds per
+epoch, samples/s, effective GFLOP/s (matrix-product FLOPs: forward, weight
+gradient and input gradient of every layer but the first), the ratio to
+fastsgd, the training-set accuracy after the last epoch (a check that every
+column really trains), the threads that were busy during the timed epochs,
+and the worker's peak resident memory and its growth between the first and
+the last timed epoch. The output records the CPU, fastsgd's SIMD path and
+the BLAS kernel NumPy loaded. A framework that is not installed is skipped
+with a note.
 """
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+import benchenv
+
+benchenv.use_installed_fastsgd()
 
 NETS = {
     # name: (hidden sizes, hidden activation, cost, learning rate)
@@ -30,7 +44,19 @@ NETS = {
     "intermediate": ([64, 64], "relu", "cross_entropy", 0.1),
     "wide": ([512, 512], "relu", "cross_entropy", 0.1),
 }
-FRAMEWORKS = ["fastsgd", "numpy", "torch", "sklearn", "keras-torch", "keras-tensorflow"]
+FRAMEWORKS = ["fastsgd", "numpy", "torch", "jax", "jax-scan", "sklearn", "keras-torch",
+              "keras-tensorflow", "keras-jax"]
+#: modules a framework's column needs
+IMPORTS = {"fastsgd": ["fastsgd"], "numpy": ["numpy"], "torch": ["torch"], "jax": ["jax"],
+           "jax-scan": ["jax"], "sklearn": ["sklearn"], "keras-torch": ["keras", "torch"],
+           "keras-tensorflow": ["keras", "tensorflow"], "keras-jax": ["keras", "jax"]}
+#: frameworks that also get an Adam column with --adam
+ADAM = ("fastsgd", "torch", "keras-torch", "keras-tensorflow", "keras-jax")
+#: --quick: defaults of the options it changes (options given explicitly win)
+QUICK = {"nets": "intermediate", "batches": "128", "threads_list": "1", "epochs": 1,
+         "samples": 10000, "pause": 0.5}
+DEFAULTS = {"nets": ",".join(NETS), "batches": "32,128,256", "threads_list": "1,2", "epochs": 3,
+            "samples": 60000, "pause": 2.0}
 
 
 def matmul_flops(hidden, n_in=784, n_out=10):
@@ -45,7 +71,6 @@ def matmul_flops(hidden, n_in=784, n_out=10):
 def load_data(data_dir, n=60000, seed=0):
     import numpy as np
     if data_dir:
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
         from fastsgd.datasets import load_mnist
         (X, y), _ = load_mnist(data_dir, download=False)
         return X[:n], y[:n]
@@ -61,8 +86,36 @@ def rss_mb():
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def thread_ticks():
+    """CPU clock ticks (user + system) used so far by each thread of this process."""
+    ticks = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks[tid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def glorot_uniform(rng, sizes):
+    """Float32 weights drawn as fastsgd's and Keras's default initializer, zero biases."""
+    import numpy as np
+    out = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        limit = np.sqrt(6.0 / (a + b))
+        out.append((rng.uniform(-limit, limit, (a, b)).astype(np.float32), np.zeros(b, np.float32)))
+    return out
+
+
 # ---------------------------------------------------------------- workers
-def run_fastsgd(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sgd"):
+# Each make_<framework> builds the network and returns two functions:
+# epoch() trains one epoch and returns (seconds measured inside or None,
+# the epoch's training loss or None, possibly as device values converted
+# after the timing), and accuracy() gives the training-set accuracy.
+
+def make_fastsgd(X, y, hidden, act, cost, lr, batch, threads, optimizer="sgd"):
     import fastsgd
     fastsgd.set_num_threads(threads)
     layers = [fastsgd.Dense(hidden[0], act, input_dim=784)]
@@ -70,16 +123,18 @@ def run_fastsgd(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="
     model = fastsgd.Sequential(layers, seed=0)
     opt = fastsgd.SGD(lr) if optimizer == "sgd" else fastsgd.Adam(0.001)
     tr = fastsgd.Trainer(model, cost, opt, batch_size=batch, seed=0)
-    times, mem = [], []
-    for _ in range(epochs):
+
+    def epoch():
         h = tr.fit(X, y, epochs=1, verbose=0)
-        times.append(h.history["seconds"][0])
-        mem.append(rss_mb())
-    return times, mem
+        return h.history["seconds"][0], h.history["loss"][0]
+
+    return epoch, lambda: tr.evaluate(X, y)["accuracy"]
 
 
-def run_numpy(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sgd"):
+def make_numpy(X, y, hidden, act, cost, lr, batch, threads, optimizer="sgd"):
     import numpy as np
+    if optimizer != "sgd":
+        raise ValueError("the NumPy column implements plain SGD only")
     rng = np.random.default_rng(0)
     sizes = [784] + list(hidden) + [10]
     Ws = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / (a + b))).astype(np.float32)
@@ -97,9 +152,7 @@ def run_numpy(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sg
     def df(a):
         return a * (1 - a) if act == "sigmoid" else (a > 0).astype(np.float32)
 
-    times, mem = [], []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
+    def epoch():
         perm = rng.permutation(n)
         for s in range(0, n, batch):
             idx = perm[s:s + batch]
@@ -126,12 +179,18 @@ def run_numpy(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sg
                     d = (d @ Ws[i].T) * df(acts[i])
                 Ws[i] -= lr * dW
                 bs[i] -= lr * db
-        times.append(time.perf_counter() - t0)
-        mem.append(rss_mb())
-    return times, mem
+        return None, None
+
+    def accuracy():
+        h = X
+        for W, b in zip(Ws[:-1], bs[:-1]):
+            h = f(h @ W + b)
+        return float(np.mean((h @ Ws[-1] + bs[-1]).argmax(1) == y))
+
+    return epoch, accuracy
 
 
-def run_torch(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sgd"):
+def make_torch(X, y, hidden, act, cost, lr, batch, threads, optimizer="sgd"):
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -153,9 +212,8 @@ def run_torch(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sg
     else:
         opt = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7, foreach=True)
     n = len(X)
-    times, mem = [], []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
+
+    def epoch():
         perm = torch.randperm(n)
         for s in range(0, n, batch):
             idx = perm[s:s + batch]
@@ -163,12 +221,110 @@ def run_torch(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sg
             loss = loss_fn(model(Xt[idx]), target[idx])
             loss.backward()
             opt.step()
-        times.append(time.perf_counter() - t0)
-        mem.append(rss_mb())
-    return times, mem
+        return None, None
+
+    def accuracy():
+        with torch.no_grad():
+            return float((model(Xt).argmax(1) == yt).float().mean())
+
+    return epoch, accuracy
 
 
-def run_sklearn(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sgd"):
+def _make_jax(X, y, hidden, act, cost, lr, batch, threads, optimizer, scan):
+    """Plain mini-batch SGD in JAX, written for speed.
+
+    One training step (gather the mini-batch from the device-resident data,
+    forward, cost, gradients by ``jax.value_and_grad``, update) is one XLA
+    computation; the parameters are donated so XLA updates them in place.
+    Without ``scan`` a Python loop calls the jitted step once per mini-batch;
+    with ``scan`` one jitted function runs the whole epoch, ``jax.lax.scan``
+    over the full mini-batches. A last partial mini-batch (60,000 at batch
+    128: 468 of 128 and one of 96) is a step of its own shape (compiled once
+    more), so every epoch is exact mini-batch SGD over a fresh permutation.
+    The thread count comes from PJRT_NPROC, set for the subprocess.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    if optimizer != "sgd":
+        raise ValueError("the JAX columns implement plain SGD only")
+    rng = np.random.default_rng(0)
+    params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in glorot_uniform(rng, [784, *hidden, 10])]
+    Xd = jax.device_put(X)
+    T = jax.device_put(np.eye(10, dtype=np.float32)[y] if cost == "mse" else y.astype(np.int32))
+    n = len(X)
+    full, rem = divmod(n, batch)
+    eta = np.float32(lr)
+
+    def forward(params, xb):
+        h = xb
+        for W, b in params[:-1]:
+            z = h @ W + b
+            h = jax.nn.sigmoid(z) if act == "sigmoid" else jax.nn.relu(z)
+        W, b = params[-1]
+        return h @ W + b
+
+    def loss_fn(params, xb, tb):
+        logits = forward(params, xb)
+        if cost == "mse":
+            return jnp.mean((jax.nn.softmax(logits) - tb) ** 2)
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(logp, tb[:, None], axis=1))
+
+    def step(params, X, T, idx):
+        xb = X.at[idx].get(mode="promise_in_bounds", unique_indices=True)
+        tb = T.at[idx].get(mode="promise_in_bounds", unique_indices=True)
+        loss, grads = jax.value_and_grad(loss_fn)(params, xb, tb)
+        return jax.tree.map(lambda p, g: p - eta * g, params, grads), loss
+
+    state = {"params": params}
+    if scan:
+        def run_epoch(params, X, T, perm):
+            batches = perm[:full * batch].reshape(full, batch)
+            params, losses = jax.lax.scan(lambda p, idx: step(p, X, T, idx), params, batches)
+            if rem:
+                params, last = step(params, X, T, perm[full * batch:])
+                losses = jnp.concatenate([losses, last[None]])
+            return params, losses
+
+        run_epoch = jax.jit(run_epoch, donate_argnums=0)
+
+        def epoch():
+            perm = rng.permutation(n).astype(np.int32)
+            params, losses = run_epoch(state["params"], Xd, T, perm)
+            jax.block_until_ready(params)
+            state["params"] = params
+            return None, losses
+    else:
+        step_jit = jax.jit(step, donate_argnums=0)
+
+        def epoch():
+            perm = rng.permutation(n).astype(np.int32)
+            params, losses = state["params"], []
+            for s in range(0, n, batch):
+                params, loss = step_jit(params, Xd, T, perm[s:s + batch])
+                losses.append(loss)
+            jax.block_until_ready(params)
+            state["params"] = params
+            return None, losses
+
+    predict = jax.jit(forward)
+
+    def accuracy():
+        return float(np.mean(np.asarray(predict(state["params"], Xd)).argmax(1) == y))
+
+    return epoch, accuracy
+
+
+def make_jax(*a, optimizer="sgd"):
+    return _make_jax(*a, optimizer=optimizer, scan=False)
+
+
+def make_jax_scan(*a, optimizer="sgd"):
+    return _make_jax(*a, optimizer=optimizer, scan=True)
+
+
+def make_sklearn(X, y, hidden, act, cost, lr, batch, threads, optimizer="sgd"):
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -179,26 +335,26 @@ def run_sklearn(X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="
                         momentum=0.0, nesterovs_momentum=False, alpha=0.0, batch_size=batch,
                         shuffle=True, random_state=0)
     classes = list(range(10))
-    times, mem = [], []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for _ in range(epochs):
-            t0 = time.perf_counter()
+
+    def epoch():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
             clf.partial_fit(X, y, classes=classes)
-            times.append(time.perf_counter() - t0)
-            mem.append(rss_mb())
-    return times, mem
+        return None, clf.loss_
+
+    return epoch, lambda: clf.score(X, y)
 
 
-def _run_keras(backend, X, y, hidden, act, cost, lr, batch, threads, epochs, optimizer="sgd"):
+def _make_keras(backend, X, y, hidden, act, cost, lr, batch, threads, optimizer="sgd"):
     os.environ["KERAS_BACKEND"] = backend
     if backend == "torch":
         import torch
         torch.set_num_threads(threads)
-    else:
+    elif backend == "tensorflow":
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+    # backend "jax": XLA's thread pools are sized by PJRT_NPROC in the environment
     import keras
     keras.utils.set_random_seed(0)
     layers = [keras.Input((784,))] + [keras.layers.Dense(h, activation=act) for h in hidden]
@@ -211,27 +367,33 @@ def _run_keras(backend, X, y, hidden, act, cost, lr, batch, threads, epochs, opt
     else:
         model.compile(opt, loss="sparse_categorical_crossentropy")
         target = y
-    times, mem = [], []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        model.fit(X, target, batch_size=batch, epochs=1, shuffle=True, verbose=0)
-        times.append(time.perf_counter() - t0)
-        mem.append(rss_mb())
-    return times, mem
+
+    def epoch():
+        h = model.fit(X, target, batch_size=batch, epochs=1, shuffle=True, verbose=0)
+        return None, h.history["loss"][0]
+
+    def accuracy():
+        import numpy as np
+        return float(np.mean(model.predict(X, batch_size=4096, verbose=0).argmax(1) == y))
+
+    return epoch, accuracy
 
 
-def run_keras_torch(*a, **k):
-    return _run_keras("torch", *a, **k)
+def make_keras_torch(*a, **k):
+    return _make_keras("torch", *a, **k)
 
 
-def run_keras_tensorflow(*a, **k):
-    return _run_keras("tensorflow", *a, **k)
+def make_keras_tensorflow(*a, **k):
+    return _make_keras("tensorflow", *a, **k)
 
 
-RUNNERS = {"fastsgd": run_fastsgd, "numpy": run_numpy, "torch": run_torch, "sklearn": run_sklearn,
-           "keras-torch": run_keras_torch, "keras-tensorflow": run_keras_tensorflow}
-IMPORTS = {"fastsgd": "fastsgd", "numpy": "numpy", "torch": "torch", "sklearn": "sklearn",
-           "keras-torch": "keras", "keras-tensorflow": "tensorflow"}
+def make_keras_jax(*a, **k):
+    return _make_keras("jax", *a, **k)
+
+
+RUNNERS = {"fastsgd": make_fastsgd, "numpy": make_numpy, "torch": make_torch, "jax": make_jax,
+           "jax-scan": make_jax_scan, "sklearn": make_sklearn, "keras-torch": make_keras_torch,
+           "keras-tensorflow": make_keras_tensorflow, "keras-jax": make_keras_jax}
 
 
 def net_spec(name):
@@ -242,77 +404,94 @@ def net_spec(name):
     return NETS[name]
 
 
+def _to_float(loss):
+    import numpy as np
+    if loss is None:
+        return None
+    return float(np.mean([float(v) for v in loss])) if isinstance(loss, list) \
+        else float(np.mean(np.asarray(loss)))
+
+
 def worker(args):
     hidden, act, cost, lr = net_spec(args.net)
     X, y = load_data(args.data, args.samples)
     from threadpoolctl import threadpool_limits
+    times, mem, losses = [], [], []
     with threadpool_limits(args.threads):
-        times, mem = RUNNERS[args.framework](X, y, hidden, act, cost, lr, args.batch, args.threads,
-                                             args.epochs + 1, optimizer=args.optimizer)
-    timed = times[1:]
-    print(json.dumps({"times": timed, "warmup": times[0],
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "rss_growth_mb": mem[-1] - mem[1] if len(mem) > 2 else 0.0}))
+        epoch, accuracy = RUNNERS[args.framework](X, y, hidden, act, cost, lr, args.batch,
+                                                  args.threads, optimizer=args.optimizer)
+        for i in range(args.epochs + 1):
+            if i == 1:  # after the warm-up (and any compilation)
+                ticks, wall0 = thread_ticks(), time.perf_counter()
+            t0 = time.perf_counter()
+            inside, loss = epoch()
+            elapsed = time.perf_counter() - t0
+            times.append(elapsed if inside is None else inside)
+            mem.append(rss_mb())
+            losses.append(loss)
+        wall = time.perf_counter() - wall0
+        used = {t: v - ticks.get(t, 0) for t, v in thread_ticks().items()}
+        acc = accuracy()
+    hz = os.sysconf("SC_CLK_TCK")
+    print(json.dumps({
+        "times": times[1:], "warmup": times[0],
+        "loss": [_to_float(v) for v in losses],
+        "accuracy": acc,
+        # threads that ran for at least a tenth of the timed epochs, and CPU seconds per second
+        "threads_busy": sum(1 for v in used.values() if v >= 0.1 * wall * hz),
+        "cpu_load": sum(used.values()) / hz / wall,
+        "blas": benchenv.blas_libraries(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_growth_mb": mem[-1] - mem[1] if len(mem) > 2 else 0.0}))
 
 
 def available(fw):
     import importlib.util
-    return importlib.util.find_spec(IMPORTS[fw]) is not None
+    return all(importlib.util.find_spec(m) is not None for m in IMPORTS[fw])
 
 
 def run_cell(fw, net, batch, threads, args, optimizer="sgd"):
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
-    env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, __file__, "--worker", "--framework", fw, "--net", net, "--batch",
-           str(batch), "--threads", str(threads), "--epochs", str(args.epochs), "--samples",
-           str(args.samples), "--optimizer", optimizer]
+    """One cell in its own subprocess, run outside the checkout; returns the worker's dict."""
+    keep = getattr(args, "keep_openblas_coretype", False)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--framework", fw, "--net", net,
+           "--batch", str(batch), "--threads", str(threads), "--epochs", str(args.epochs),
+           "--samples", str(args.samples), "--optimizer", optimizer]
     if args.data:
-        cmd += ["--data", args.data]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+        cmd += ["--data", os.path.abspath(args.data)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=benchenv.worker_env(threads, keep),
+                       cwd=benchenv.worker_cwd(), timeout=3600)
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def machine():
-    import numpy as np
-    info = {"python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(), "cores": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    for fw in ("torch", "sklearn", "keras", "tensorflow", "fastsgd"):
-        try:
-            mod = __import__(fw)
-            info[fw] = mod.__version__
-        except Exception:
-            pass
-    try:
-        import fastsgd
-        info["fastsgd_simd"] = fastsgd.config()["simd"]
-    except Exception:
-        pass
-    return info
+def machine(threads=1, keep_openblas_coretype=False):
+    """The machine as a benchmark subprocess sees it (see benchenv.probe)."""
+    return benchenv.probe_subprocess(threads, keep_openblas_coretype)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="batch 128 only, 2 timed epochs")
+    p.add_argument("--quick", action="store_true",
+                   help="a check that every column runs, not a benchmark: Intermediate Net, "
+                        "batch 128, 1 thread, 10,000 samples, 1 timed epoch (options given "
+                        "explicitly still apply)")
     p.add_argument("--data", help="folder with the MNIST IDX files (default: synthetic data)")
-    p.add_argument("--frameworks", default=",".join(FRAMEWORKS))
-    p.add_argument("--nets", default=",".join(NETS))
-    p.add_argument("--batches", default="32,128,256")
-    p.add_argument("--threads-list", default="1,2")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs per cell (after a warm-up)")
-    p.add_argument("--samples", type=int, default=60000)
-    p.add_argument("--adam", action="store_true", help="add an Intermediate Net + Adam column")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                   help="comma-separated, from: " + ",".join(FRAMEWORKS) + " (default: all)")
+    p.add_argument("--nets", help=f"comma-separated, from {','.join(NETS)} or "
+                                  "custom:H1-H2:activation:cost:lr (default: all three)")
+    p.add_argument("--batches", help=f"default {DEFAULTS['batches']}")
+    p.add_argument("--threads-list", help=f"default {DEFAULTS['threads_list']}")
+    p.add_argument("--epochs", type=int, help="timed epochs per cell, after a warm-up (default 3)")
+    p.add_argument("--samples", type=int, help="training samples (default 60000)")
+    p.add_argument("--pause", type=float,
+                   help="seconds to wait between cells, so the previous cell's threads are gone "
+                        "(default 2)")
+    p.add_argument("--adam", action="store_true", help="add Intermediate Net + Adam columns")
+    p.add_argument("--keep-openblas-coretype", action="store_true",
+                   help="keep OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the benchmark "
+                        "subprocesses (by default they are unset there)")
     p.add_argument("--out", help="write the raw results as JSON")
     p.add_argument("--markdown", help="write the tables as Markdown")
     # worker mode
@@ -323,28 +502,46 @@ def main():
     p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     p.add_argument("--optimizer", default="sgd", help=argparse.SUPPRESS)
     args = p.parse_args()
+    for k, v in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
     if args.worker:
         return worker(args)
-    if args.quick:
-        args.batches, args.epochs = "128", 2
+    problem = benchenv.fastsgd_problem()
+    if problem:
+        p.error(problem)
     frameworks = [f for f in args.frameworks.split(",") if f]
-    notes = []
+    unknown = [f for f in frameworks if f not in RUNNERS]
+    if unknown:
+        p.error(f"unknown framework(s) {','.join(unknown)}; choose from {','.join(FRAMEWORKS)}")
+    notes = benchenv.openblas_notes(args.keep_openblas_coretype)
+    for n in notes:
+        print("warning:", n, file=sys.stderr)
     for fw in list(frameworks):
         if not available(fw):
-            notes.append(f"{fw}: not installed, skipped")
+            notes.append(f"{fw}: not installed ({', '.join(IMPORTS[fw])} needed), skipped")
             frameworks.remove(fw)
+    threads_list = [int(t) for t in args.threads_list.split(",")]
+    info = machine(threads_list[0], args.keep_openblas_coretype)
+    print("\n".join(benchenv.machine_markdown(info, args.threads_list)), flush=True)
     cells = []
+    first = True
     for net in args.nets.split(","):
         hidden = net_spec(net)[0]
         flops = matmul_flops(hidden) * args.samples
         for batch in [int(b) for b in args.batches.split(",")]:
-            for threads in [int(t) for t in args.threads_list.split(",")]:
+            for threads in threads_list:
                 row = {"net": net, "batch": batch, "threads": threads, "gflop": flops / 1e9,
                        "results": {}}
                 opts = [("sgd", fw) for fw in frameworks]
                 if args.adam and net == "intermediate" and batch == 128:
-                    opts += [("adam", fw) for fw in frameworks if fw in ("fastsgd", "torch", "keras-torch")]
+                    opts += [("adam", fw) for fw in frameworks if fw in ADAM]
                 for optimizer, fw in opts:
+                    if not first:
+                        time.sleep(args.pause)
+                    first = False
                     key = fw if optimizer == "sgd" else f"{fw}+adam"
                     res = run_cell(fw, net, batch, threads, args, optimizer)
                     if "times" in res:
@@ -352,12 +549,15 @@ def main():
                         res["samples_per_s"] = args.samples / res["median_s"]
                         res["gflops"] = flops / res["median_s"] / 1e9
                     row["results"][key] = res
-                    msg = (f"{net:>12} b={batch:<4} t={threads} {key:>16}: " +
-                           (f"{res['median_s']:.3f} s/epoch" if "median_s" in res else res["error"]))
+                    msg = (f"{net:>12} b={batch:<4} t={threads} {key:>21}: " +
+                           (f"{res['median_s']:.3f} s/epoch, accuracy {res['accuracy']:.3f}, "
+                            f"{res['threads_busy']} busy threads" if "median_s" in res
+                            else res["error"]))
                     print(msg, flush=True)
                 cells.append(row)
-    out = {"machine": machine(), "notes": notes, "epochs": args.epochs, "samples": args.samples,
-           "data": args.data or "synthetic", "cells": cells}
+    out = {"machine": info, "notes": notes, "epochs": args.epochs, "samples": args.samples,
+           "data": os.path.abspath(args.data) if args.data else "synthetic",
+           "threads_list": threads_list, "quick": args.quick, "cells": cells}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
@@ -369,7 +569,12 @@ def main():
 
 
 def to_markdown(out):
-    lines = []
+    lines = ["Machine:", ""]
+    lines += benchenv.machine_markdown(out["machine"], ",".join(map(str, out["threads_list"])))
+    lines += ["", f"Data: {out['data']}, {out['samples']:,} samples; one warm-up epoch, then the "
+              f"median of {out['epochs']} timed epoch(s) per cell."
+              + (" `--quick`: a check that every column runs, not a benchmark." if out.get("quick")
+                 else ""), ""]
     keys = []
     for c in out["cells"]:
         for k in c["results"]:
@@ -395,17 +600,25 @@ def to_markdown(out):
                  "time relative to fastsgd with the same optimizer in the same row "
                  "(higher is slower).")
     lines.append("")
-    lines.append("| net | batch | threads | framework | GFLOP/s | samples/s | peak RSS MB | RSS growth MB |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| net | batch | threads | framework | GFLOP/s | samples/s | train accuracy | "
+                 "busy threads | peak RSS MB | RSS growth MB |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for c in out["cells"]:
         for k, r in c["results"].items():
             if "median_s" in r:
                 lines.append(f"| {c['net']} | {c['batch']} | {c['threads']} | {k} | "
                              f"{r['gflops']:.1f} | {r['samples_per_s']:,.0f} | "
+                             f"{r['accuracy']:.3f} | {r['threads_busy']} | "
                              f"{r['peak_rss_mb']:.0f} | {r['rss_growth_mb']:+.1f} |")
-    if out["notes"]:
+    lines += ["", "Train accuracy: on the training samples after the warm-up and timed epochs "
+              "(a check that each column trains the same network). Busy threads: threads of the "
+              "worker that ran for at least a tenth of the timed epochs (spinning pool threads "
+              "count)."]
+    errors = [f"{c['net']} b={c['batch']} t={c['threads']} {k}: {r['error']}"
+              for c in out["cells"] for k, r in c["results"].items() if "error" in r]
+    if out["notes"] or errors:
         lines.append("")
-        lines += [f"- {n}" for n in out["notes"]]
+        lines += [f"- {n}" for n in out["notes"] + errors]
     return "\n".join(lines) + "\n"
 
 

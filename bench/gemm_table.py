@@ -3,9 +3,12 @@ training uses, float32 and float64, 1 and 2 threads.
 
     python bench/gemm_table.py [--markdown FILE] [--repeats N]
 
-Each library and thread count runs in its own subprocess (two thread pools
-spinning on the same cores would distort each other). Per shape: median of
-`repeats` timings, each timing the mean of enough calls to last ~50 ms.
+Each library and thread count runs in its own subprocess, outside the
+checkout and against the installed fastsgd (two thread pools spinning on the
+same cores would distort each other; a short pause separates them). Per
+shape: median of `repeats` timings, each timing the mean of enough calls to
+last ~50 ms. The table is preceded by the machine: CPU, fastsgd's SIMD path
+and the BLAS kernel NumPy loaded.
 """
 import argparse
 import json
@@ -13,6 +16,10 @@ import os
 import subprocess
 import sys
 import time
+
+import benchenv
+
+benchenv.use_installed_fastsgd()
 
 # (M, K, N, trans_a, trans_b, label)
 SHAPES = [
@@ -80,23 +87,38 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--markdown")
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between subprocesses")
+    p.add_argument("--keep-openblas-coretype", action="store_true",
+                   help="keep OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the subprocesses")
     p.add_argument("--worker", nargs=2)
     a = p.parse_args()
     if a.worker:
         return worker(a.worker[0], int(a.worker[1]), a.repeats)
+    problem = benchenv.fastsgd_problem()
+    if problem:
+        p.error(problem)
+    notes = benchenv.openblas_notes(a.keep_openblas_coretype)
+    for n in notes:
+        print("warning:", n, file=sys.stderr)
+    info = benchenv.probe_subprocess(1, a.keep_openblas_coretype)
     import importlib.util
     libs = ["fastsgd", "numpy"] + (["torch"] if importlib.util.find_spec("torch") else [])
     table = {}
     for threads in (1, 2):
         for lib in libs:
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-                       MKL_NUM_THREADS=str(threads))
-            r = subprocess.run([sys.executable, __file__, "--worker", lib, str(threads),
-                                "--repeats", str(a.repeats)], capture_output=True, text=True,
-                               env=env, check=True)
+            if table:
+                time.sleep(a.pause)
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", lib,
+                                str(threads), "--repeats", str(a.repeats)], capture_output=True,
+                               text=True, env=benchenv.worker_env(threads, a.keep_openblas_coretype),
+                               cwd=benchenv.worker_cwd())
+            if r.returncode != 0:
+                sys.exit(f"{lib} on {threads} thread(s) failed: "
+                         + (r.stderr.strip().splitlines() or ["no output"])[-1])
             table[(lib, threads)] = json.loads(r.stdout.strip().splitlines()[-1])
             print(f"done {lib} {threads}", file=sys.stderr, flush=True)
-    lines = ["| dtype | shape | threads | fastsgd GFLOP/s | NumPy GFLOP/s | ratio vs NumPy |"
+    lines = ["Machine:", ""] + benchenv.machine_markdown(info) + [f"- {n}" for n in notes] + [""]
+    lines += ["| dtype | shape | threads | fastsgd GFLOP/s | NumPy GFLOP/s | ratio vs NumPy |"
              + (" PyTorch GFLOP/s | ratio vs PyTorch |" if "torch" in libs else ""),
              "|---|---|---|---|---|---|" + ("---|---|" if "torch" in libs else "")]
     for dtype in ("float32", "float64"):

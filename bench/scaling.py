@@ -5,24 +5,36 @@ and fastsgd against the number of samples.
     python bench/scaling.py [--data DIR] [--out-dir bench] [--quick]
 
 Writes scaling.json, scaling.md and PNG plots (matplotlib) to --out-dir.
-Every point runs in its own subprocess (see compare.py), median of the
-timed epochs after a warm-up.
+Every point runs in its own subprocess outside the checkout, against the
+installed fastsgd (see compare.py), median of the timed epochs after a
+warm-up, with a short pause between points.
 """
 import argparse
 import json
 import os
 import statistics
 import sys
+import time
 from types import SimpleNamespace
 
-sys.path.insert(0, os.path.dirname(__file__))
+# the bench folder (for compare.py), never the checkout: compare takes the
+# checkout off sys.path so that the installed fastsgd is the one measured
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchenv  # noqa: E402
 import compare  # noqa: E402
+
+OPTIONS = {}
 
 
 def point(fw, net, batch, threads, samples, data, epochs):
-    args = SimpleNamespace(epochs=epochs, samples=samples, data=data)
+    if OPTIONS.get("started"):
+        time.sleep(OPTIONS["pause"])
+    OPTIONS["started"] = True
+    args = SimpleNamespace(epochs=epochs, samples=samples, data=data,
+                           keep_openblas_coretype=OPTIONS.get("keep", False))
     res = compare.run_cell(fw, net, batch, threads, args)
     if "times" not in res:
+        print(f"  {fw} {net} batch {batch}: {res.get('error')}", file=sys.stderr, flush=True)
         return None
     return statistics.median(res["times"])
 
@@ -30,38 +42,61 @@ def point(fw, net, batch, threads, samples, data, epochs):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data")
-    p.add_argument("--out-dir", default=os.path.dirname(__file__))
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out-dir", default=os.path.dirname(os.path.abspath(__file__)))
+    p.add_argument("--quick", action="store_true",
+                   help="a check that the script runs: fewer points, 10,000 samples, 1 timed epoch")
+    p.add_argument("--samples", type=int, help="training samples per point (default 60000)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--frameworks", default="fastsgd,numpy,torch",
+                   help="compared in the width and batch scans (fastsgd always runs), from: "
+                        + ",".join(compare.FRAMEWORKS))
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between points")
+    p.add_argument("--keep-openblas-coretype", action="store_true",
+                   help="keep OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the subprocesses")
     a = p.parse_args()
-    epochs = 2 if a.quick else 3
-    fws = [f for f in ("fastsgd", "numpy", "torch") if compare.available(f)]
+    problem = benchenv.fastsgd_problem()
+    if problem:
+        p.error(problem)
+    OPTIONS.update(pause=a.pause, keep=a.keep_openblas_coretype)
+    for n in benchenv.openblas_notes(a.keep_openblas_coretype):
+        print("warning:", n, file=sys.stderr)
+    epochs = 1 if a.quick else 3
+    samples = a.samples or (10000 if a.quick else 60000)
+    asked = ["fastsgd"] + [f for f in a.frameworks.split(",") if f and f != "fastsgd"]
+    unknown = [f for f in asked if f not in compare.RUNNERS]
+    if unknown:
+        p.error(f"unknown framework(s) {','.join(unknown)}")
+    fws = [f for f in asked if compare.available(f)]
+    missing = [f"{f}: not installed, skipped" for f in asked if f not in fws]
     widths = [64, 256, 1024] if a.quick else [64, 128, 256, 512, 1024, 2048]
     batches = [8, 128, 1024] if a.quick else [8, 16, 32, 64, 128, 256, 512, 1024]
-    out = {"machine": compare.machine(), "threads": a.threads, "width": [], "batch": [],
-           "threads_scan": [], "samples": []}
+    out = {"machine": compare.machine(a.threads, a.keep_openblas_coretype),
+           "notes": benchenv.openblas_notes(a.keep_openblas_coretype) + missing,
+           "threads": a.threads,
+           "samples_per_point": samples, "width": [], "batch": [], "threads_scan": [],
+           "samples": []}
     for w in widths:
         net = f"custom:{w}:relu:cross_entropy:0.1"
-        flop = compare.matmul_flops([w]) * 60000 / 1e9
+        flop = compare.matmul_flops([w]) * samples / 1e9
         row = {"width": w, "gflop": flop}
         for fw in fws:
-            t = point(fw, net, 128, a.threads, 60000, a.data, epochs)
+            t = point(fw, net, 128, a.threads, samples, a.data, epochs)
             row[fw] = t
         out["width"].append(row)
         print("width", row, flush=True)
     for b in batches:
         row = {"batch": b}
         for fw in fws:
-            row[fw] = point(fw, "intermediate", b, a.threads, 60000, a.data, epochs)
+            row[fw] = point(fw, "intermediate", b, a.threads, samples, a.data, epochs)
         out["batch"].append(row)
         print("batch", row, flush=True)
     for t in (1, 2):
         row = {"threads": t}
         for net in ("shallow", "intermediate", "wide"):
-            row[net] = point("fastsgd", net, 128, t, 60000, a.data, epochs)
+            row[net] = point("fastsgd", net, 128, t, samples, a.data, epochs)
         out["threads_scan"].append(row)
         print("threads", row, flush=True)
-    for n in (7500, 15000, 30000, 60000):
+    for n in (samples // 8, samples // 4, samples // 2, samples):
         row = {"samples": n, "fastsgd": point("fastsgd", "intermediate", 128, a.threads, n, a.data,
                                               epochs)}
         out["samples"].append(row)
@@ -80,7 +115,10 @@ def main():
 
 
 def to_markdown(out, fws):
-    L = [f"Epoch seconds at {out['threads']} threads (median).", "",
+    L = ["Machine:", ""] + benchenv.machine_markdown(out["machine"]) + [""]
+    L += [f"- {n}" for n in out.get("notes", [])] + ([""] if out.get("notes") else [])
+    L += [f"Epoch seconds at {out['threads']} threads, {out['samples_per_point']:,} samples "
+          "(median).", "",
          "| hidden width | GFLOP/epoch | " + " | ".join(fws) + " | fastsgd GFLOP/s |",
          "|---|---|" + "---|" * len(fws) + "---|"]
     for r in out["width"]:
