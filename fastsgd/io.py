@@ -507,7 +507,7 @@ def _make_optimizer(info, path):
 
 
 def _load(path, optimizer=None, rebuild_optimizer=False, max_bytes=None, param_sets=False):
-    """Read and check a model file; returns ``(model, optimizer, extra, param_sets)``."""
+    """Read and check a model file; returns ``(model, optimizer, metadata, param_sets)``."""
     from .layers import Dense, Sequential
     from .optimizers import Optimizer
     if not isinstance(path, (str, os.PathLike)):
@@ -591,7 +591,7 @@ def _assemble(reader, path, optimizer, rebuild_optimizer, cap, want_sets, dtype,
         opt.set_state({"iterations": info["iterations"], "state": state})
     sets = [[reader.member(f"P{s}_{k}").read(np.empty(shp, dtype)) for k, shp in enumerate(shapes)]
             for s in range(n_sets)]
-    return model, opt, meta.get("extra"), sets
+    return model, opt, meta, sets
 
 
 def load_model(path, optimizer=None, *, return_optimizer=False, max_bytes=None):
