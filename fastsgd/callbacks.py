@@ -275,6 +275,9 @@ class ModelCheckpoint(Callback):
                 return
             self.best = current
         path = self._format(epoch, logs)
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)  # as Keras does
         opt = self.trainer.optimizer if self.trainer is not None else None
         self.model.save(path, optimizer=opt)
         if self.verbose:
@@ -480,7 +483,14 @@ class BackupAndRestore(Callback):
                 raise bad(f"the state of callback {i} ({type(cb).__name__}) is invalid "
                           f"({e})") from None
         model.set_weights(loaded.get_weights())
-        trainer.optimizer.set_state(opt.get_state())
+        saved = opt.get_state()
+        # copied into the optimizer's own arrays: the trainer's compiled network already
+        # points at them (fit builds it before on_train_begin)
+        live = trainer.optimizer.build(model.parameters())
+        for per_live, per_saved in zip(live, saved["state"] or ()):
+            for dst, src in zip(per_live, per_saved):
+                dst[...] = src
+        trainer.optimizer.iterations = saved["iterations"]
         trainer.optimizer.lr = lr
         if rng is not None:
             rng.bit_generator.state = rng_state
