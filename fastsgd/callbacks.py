@@ -422,8 +422,12 @@ class BackupAndRestore(Callback):
         def bad(why):
             return ValueError(f"{path} cannot be restored: {why}")
 
-        # everything is read and checked before anything is changed
-        opt = copy.deepcopy(trainer.optimizer)
+        # everything is read and checked before anything is changed: the state goes into a
+        # scratch optimizer of the same class and settings first
+        try:
+            opt = type(trainer.optimizer)(**trainer.optimizer.get_config())
+        except (TypeError, ValueError):  # a subclass with other parameters
+            opt = copy.deepcopy(trainer.optimizer)
         loaded, opt, meta, sets = _load(path, optimizer=opt, param_sets=True)
         if loaded.dtype != model.dtype or \
                 loaded.get_config()["layers"] != model.get_config()["layers"]:

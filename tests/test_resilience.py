@@ -49,7 +49,8 @@ def make(cls, tmp_path, **kw):
 
 
 @pytest.mark.parametrize("cls", list(SIGNATURES), ids=lambda c: c.__name__)
-def test_every_wrong_argument_raises_type_or_value_error(cls, tmp_path):
+def test_every_wrong_argument_raises_type_or_value_error(cls, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a folder named by an accepted value lands here
     X, y = data(40)
     tried = 0
     for arg in SIGNATURES[cls]:
