@@ -47,6 +47,8 @@ def atomic_write(path, write):
             break
         except FileExistsError:
             continue
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "the folder does not exist", folder) from None
     else:  # pragma: no cover - 100 random names taken
         raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
     try:

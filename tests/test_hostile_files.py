@@ -214,3 +214,38 @@ def test_state_count_must_suit_the_given_optimizer():
     opt = fastsgd.Adam(0.5)
     fastsgd.load_model(VALID, optimizer=opt)
     assert opt.iterations == 8 and opt.get_state()["state"] is not None
+
+
+# ---- fuzzing the metadata's fields with arbitrary JSON ---------------------------------------
+_MEMBERS, _META = hostile.members_of(VALID)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=6)
+_SLOTS = ([("top", k) for k in _META] + [("layer0", k) for k in _META["layers"][0]]
+          + [("layer1", k) for k in _META["layers"][1]]
+          + [("optimizer", k) for k in _META["optimizer"]]
+          + [("config", k) for k in _META["optimizer"]["config"]] + [("top", "extra")])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(slot=st.sampled_from(_SLOTS), value=_JSON, drop=st.booleans())
+def test_any_json_in_any_metadata_field_loads_or_raises_value_error(tmp_path, slot, value, drop):
+    meta = json.loads(json.dumps(_META))
+    where, key = slot
+    target = {"top": meta, "layer0": meta["layers"][0], "layer1": meta["layers"][1],
+              "optimizer": meta["optimizer"], "config": meta["optimizer"]["config"]}[where]
+    if drop:
+        target.pop(key, None)
+    else:
+        target[key] = value
+    path = tmp_path / "meta.npz"
+    path.write_bytes(hostile.assemble(_MEMBERS, meta))
+    try:
+        model, opt = fastsgd.load_model(path, return_optimizer=True)
+    except ValueError as e:
+        assert str(path) in str(e)
+    else:
+        assert model.count_params() == 43 and all(np.isfinite(p).all() for p in model.get_weights())

@@ -116,7 +116,7 @@ def test_random_sigkills_then_resume_bit_identical(tmp_path):
     for name in ("final.npz", "last.npz", "best.npz"):
         assert_same(contents(work / name), contents(ref / name))
     # the kills landed at many different points of the run
-    assert len(resumed_from) >= 5, (seed, resumed_from)
+    assert len(resumed_from) >= 3, (seed, resumed_from)
     torn = [n for n in os.listdir(work) if n.endswith(".part")]  # writes cut short by a kill
     print(f"seed {seed}: {kills} kills over {runs} runs, {loads} files loaded, backups at "
           f"epochs {sorted(resumed_from)}, {len(torn)} checkpoint writes cut short; "
