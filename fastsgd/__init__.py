@@ -11,7 +11,7 @@ import os as _os
 from . import _config
 from ._config import get_num_threads, set_num_threads
 from ._version import __version__
-from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
+from .callbacks import BackupAndRestore, Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
 from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
 from .io import load_model
 from .layers import Dense, Sequential
@@ -32,7 +32,7 @@ __all__ = [
     "Dense", "Sequential", "Trainer", "History", "DivergenceWarning",
     "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer",
     "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy",
-    "Callback", "EarlyStopping", "ModelCheckpoint", "LambdaCallback",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "BackupAndRestore",
     "LearningRateScheduler", "ReduceLROnPlateau", "Constant", "StepDecay", "ExponentialDecay",
     "InverseTimeDecay", "CosineDecay", "find_lr", "LRFinderResult",
     "load_model", "get_num_threads", "set_num_threads", "config", "show_config",

@@ -5,8 +5,10 @@
     fastsgd info                                            build and run-time configuration
 """
 import argparse
+import os
 import statistics
 import sys
+import tempfile
 
 NETS = {
     # the book's Shallow Net: 784 -> 64 sigmoid -> 10 softmax, quadratic cost, SGD η = 0.01
@@ -111,9 +113,25 @@ def _load_data(args, out):
     return data
 
 
+def _check_save_path(path):
+    """Fail before training, not after it, when ``--save PATH`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--save {path}: is a folder; give a file name such as {path}/model.npz")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--save {path}: the folder {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"--save {path}: cannot write in {folder} ({e.strerror or e})")
+
+
 def _train(args, out):
     import fastsgd
     from fastsgd import Dense, EarlyStopping, Sequential, Trainer
+    if args.save:
+        _check_save_path(args.save)
     cfg = dict(NETS[args.net])
     hidden = args.hidden or cfg["hidden"]
     activation = args.activation or cfg["activation"]
@@ -189,12 +207,12 @@ def main(argv=None):
         if args.command == "train":
             return _train(args, out)
         return _evaluate(args, out)
-    except UsageError as e:
-        print(f"fastsgd: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError, TypeError) as e:
+        print(f"fastsgd: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
         return 2
-    except (ValueError, TypeError) as e:
-        print(f"fastsgd: error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:  # e.g. the disk filled up while saving
+        print(f"fastsgd: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fastsgd: interrupted", file=sys.stderr)
         return 130

@@ -8,14 +8,19 @@ under the Creative Commons Attribution-Share Alike 3.0 licence; the sample in
 """
 import gzip
 import hashlib
+import http.client
+import io as _io
+import math
 import os
 import struct
+import time
 import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 
-from .io import atomic_write
+from ._files import atomic_write
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -38,35 +43,82 @@ _SAMPLE_DIR = os.path.join(os.path.dirname(__file__), "data")
 
 
 class IDXError(ValueError):
-    """An IDX file is malformed or truncated."""
+    """An IDX file is malformed, truncated or declares more data than allowed."""
 
 
-def read_idx(path):
+#: the largest payload :func:`read_idx` reads unless told otherwise (bytes)
+IDX_MAX_BYTES = 1 << 30
+#: deflate (gzip) cannot expand data by more than about 1032:1
+_GZIP_MAX_RATIO = 1032
+_CHUNK = 1 << 20
+
+
+def read_idx(path, *, max_bytes=None):
     """Read an IDX file (``.gz`` or plain) into a NumPy array.
 
     Checks the magic number (unsigned bytes, 1 to 3 dimensions) and that the
-    payload holds exactly the declared number of items.
+    payload holds exactly the declared number of items. The size declared in
+    the header is checked *before* anything is decompressed or allocated:
+    against ``max_bytes`` (default :data:`IDX_MAX_BYTES`), against the file's
+    size (a plain file must match it exactly; a gzip file cannot hold more
+    than deflate's maximum ratio allows), and decompression stops a few bytes
+    after the declared size, so a small gzip "bomb" cannot make it allocate
+    more. A truncated, corrupt or oversized file raises :class:`IDXError` (a
+    ``ValueError``); a file that cannot be opened raises ``OSError``.
     """
-    opener = gzip.open if str(path).endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:  # gzip raises these for truncated or corrupt files
-        raise IDXError(f"{path}: cannot read ({e})") from None
-    if len(data) < 4:
+    from ._validate import check_int
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
+    cap = IDX_MAX_BYTES if max_bytes is None else check_int("max_bytes", max_bytes, minimum=1)
+    gz = os.fspath(path).endswith(".gz")
+    with open(path, "rb") as raw:  # a missing file raises OSError here
+        size = os.fstat(raw.fileno()).st_size
+        try:
+            if gz:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                    return _read_idx_stream(f, path, size, gz, cap)
+            return _read_idx_stream(raw, path, size, gz, cap)
+        except (OSError, EOFError, zlib.error) as e:  # gzip's ways of saying "corrupt"
+            raise IDXError(f"{path}: cannot read: truncated or corrupt "
+                           f"{'compressed ' if gz else ''}data ({type(e).__name__}: {e})") from None
+
+
+def _read_idx_stream(f, path, size, gz, cap):
+    head = f.read(4)
+    if len(head) < 4:
         raise IDXError(f"{path}: too short for an IDX header")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    zero, dtype_code, ndim = struct.unpack(">HBB", head)
     if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 3:
-        raise IDXError(f"{path}: bad magic number {data[:4].hex()} (expected unsigned-byte IDX)")
+        raise IDXError(f"{path}: bad magic number {head.hex()} (expected unsigned-byte IDX)")
     header = 4 + 4 * ndim
-    if len(data) < header:
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
         raise IDXError(f"{path}: truncated header")
-    dims = struct.unpack(">" + "I" * ndim, data[4:header])
-    n = int(np.prod(dims, dtype=np.int64))
-    if len(data) - header != n:
-        raise IDXError(f"{path}: holds {len(data) - header} bytes of data, the header declares "
-                       f"{n} ({'truncated' if len(data) - header < n else 'trailing bytes'})")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    dims = struct.unpack(">" + "I" * ndim, raw_dims)
+    n = math.prod(dims)
+    if n > cap:
+        raise IDXError(f"{path}: the header declares {n:,} bytes of data {dims}, above the "
+                       f"limit of {cap:,} (max_bytes)")
+    if gz and header + n > size * _GZIP_MAX_RATIO + 1024:
+        raise IDXError(f"{path}: the header declares {n:,} bytes of data, more than "
+                       f"{size:,} compressed bytes can hold (truncated or corrupt)")
+    if not gz and size - header != n:
+        got = size - header
+        raise IDXError(f"{path}: holds {got} bytes of data, the header declares "
+                       f"{n} ({'truncated' if got < n else 'trailing bytes'})")
+    out = np.empty(n, dtype=np.uint8)
+    pos = 0
+    while pos < n:
+        chunk = f.read(min(_CHUNK, n - pos))
+        if not chunk:
+            raise IDXError(f"{path}: holds {pos} bytes of data, the header declares {n} "
+                           f"(truncated)")
+        out[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+        pos += len(chunk)
+    if f.read(1):  # at most a buffer's worth is decompressed past the end; gzip checks its CRC
+        raise IDXError(f"{path}: holds more than the {n} bytes of data its header declares "
+                       f"(trailing bytes)")
+    return out.reshape(dims)
 
 
 def _find(folder, base):
@@ -83,27 +135,98 @@ def default_cache_dir():
     return os.path.join(root, "fastsgd", "mnist")
 
 
+#: decompressed size of each file, in bytes
+SIZES = {
+    "train-images-idx3-ubyte": 47040016,
+    "train-labels-idx1-ubyte": 60008,
+    "t10k-images-idx3-ubyte": 7840016,
+    "t10k-labels-idx1-ubyte": 10008,
+}
+#: the largest response accepted for one file (the largest is 9.9 MB)
+DOWNLOAD_MAX_BYTES = 32 << 20
+#: the time budget of one whole download (all files, all mirrors), in seconds
+DOWNLOAD_TIME_LIMIT = 600.0
+_DOWNLOAD_ERRORS = (OSError, EOFError, ValueError, zlib.error, http.client.HTTPException)
+
+
+class _OutOfTime(Exception):
+    """The download's time budget is spent (unlike a socket timeout, no mirror is tried next)."""
+
+    def __str__(self):
+        return f"the download time limit ({DOWNLOAD_TIME_LIMIT:g} s) was reached"
+
+
+def _fetch(url, timeout, deadline):
+    """The body at ``url``: at most DOWNLOAD_MAX_BYTES, read before ``deadline``."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _OutOfTime()
+    limit = DOWNLOAD_MAX_BYTES
+    with urllib.request.urlopen(url, timeout=min(timeout, left)) as r:
+        length = getattr(r, "headers", {}).get("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            raise ValueError(f"the server announces {int(length):,} bytes (limit {limit:,})")
+        read = r.read1 if hasattr(r, "read1") else r.read  # one receive per call: deadline checked often
+        parts, total = [], 0
+        while True:
+            if time.monotonic() > deadline:
+                raise _OutOfTime()
+            part = read(1 << 16)
+            if not part:
+                break
+            total += len(part)
+            if total > limit:
+                raise ValueError(f"the response exceeds {limit:,} bytes")
+            parts.append(part)
+    return b"".join(parts)
+
+
+def _verify(payload, base):
+    """Check the md5 of the decompressed ``payload``, decompressing at most its known size."""
+    expected = SIZES[base]
+    md5 = hashlib.md5()
+    total = 0
+    with gzip.GzipFile(fileobj=_io.BytesIO(payload), mode="rb") as g:
+        while True:
+            part = g.read(min(_CHUNK, expected + 1 - total))
+            if not part:
+                break
+            total += len(part)
+            if total > expected:
+                raise ValueError(f"decompresses to more than the expected {expected:,} bytes")
+            md5.update(part)
+    if total != expected or md5.hexdigest() != MD5[base]:
+        raise ValueError(f"checksum mismatch ({total:,} bytes, md5 {md5.hexdigest()})")
+
+
 def _download(folder, timeout):
+    """Fetch the missing files into ``folder``, trying each mirror in turn.
+
+    A failed request, a corrupt or oversized response or a checksum mismatch
+    moves on to the next mirror; the whole download is bounded by
+    :data:`DOWNLOAD_TIME_LIMIT` and each response by :data:`DOWNLOAD_MAX_BYTES`.
+    Files are written atomically, only once verified.
+    """
     os.makedirs(folder, exist_ok=True)
+    deadline = time.monotonic() + DOWNLOAD_TIME_LIMIT
     errors = []
     for base in FILES.values():
         if _find(folder, base):
             continue
-        ok = False
         for mirror in MIRRORS:
             url = mirror + base + ".gz"
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as r:
-                    payload = r.read()
-                if hashlib.md5(gzip.decompress(payload)).hexdigest() != MD5[base]:
-                    errors.append(f"{url}: checksum mismatch")
-                    continue
-                atomic_write(os.path.join(folder, base + ".gz"), lambda f: f.write(payload))
-                ok = True
-                break
-            except (urllib.error.URLError, OSError, EOFError, ValueError) as e:
+                payload = _fetch(url, timeout, deadline)
+                _verify(payload, base)
+            except _OutOfTime as e:
                 errors.append(f"{url}: {e}")
-        if not ok:
+                raise OSError("could not download MNIST: " + "; ".join(errors)) from None
+            except _DOWNLOAD_ERRORS as e:
+                errors.append(f"{url}: {type(e).__name__}: {e}")
+                continue
+            atomic_write(os.path.join(folder, base + ".gz"), lambda f: f.write(payload))
+            break
+        else:
             raise OSError("could not download MNIST: " + "; ".join(errors))
 
 

@@ -185,6 +185,20 @@ class Optimizer:
         self._slots = self._layout = self._owner = None
         self._pending = None if st is None else [[np.array(s) for s in per] for per in st]
 
+    def restore_in_place(self, state):
+        """Copy :meth:`get_state`'s dict into the state arrays already in use
+        (a compiled step that points at them sees the restored values)."""
+        if self._slots is None:
+            self.set_state(state)
+            return
+        per_param = state.get("state")
+        if per_param is not None:
+            self._fill_from(per_param, self._layout, self._slots)
+        else:
+            for k, slot in enumerate(self._slots):
+                slot[...] = self._initial_slot(k, slot.size, slot.dtype)
+        self.iterations = int(state["iterations"])
+
     def step(self, params, grads):
         """Apply one step to ``params`` given ``grads`` (NumPy arrays), in place.
 

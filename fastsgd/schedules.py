@@ -7,12 +7,25 @@ A schedule is a callable ``schedule(epoch, base_lr) -> lr`` (``epoch`` is
 improving. ``History.history["lr"]`` records the rate each epoch used.
 
 The decay formulas are Keras's, counted in epochs instead of steps.
+
+An optimizer needs a learning rate above 0, but a schedule may reach 0:
+:class:`CosineDecay` with ``alpha=0`` from its last epoch on, or a decay that
+underflows. :class:`LearningRateScheduler` applies such a rate (anything from
+0 up to :data:`MIN_LR`) as :data:`MIN_LR` = 1e-30. Steps that small (1e-30
+times the gradient) are below the rounding of any weight of ordinary size, so
+the weights stay as they are, as with Keras's rate of 0, while the
+optimizer's iteration count and moments advance as in Keras, and models saved
+during those epochs load like any other. ``History.history["lr"]`` then
+shows 1e-30.
 """
 import abc
 import math
 
-from ._validate import check_choice, check_float, check_int
-from .callbacks import Callback, _monitor_op
+from ._validate import check_bool, check_choice, check_float, check_int
+from .callbacks import Callback, _check_monitor, _decode, _decode_int, _encode, _monitor_op, _require_logged
+
+#: the rate LearningRateScheduler applies when a schedule gives 0 (or less than this)
+MIN_LR = 1e-30
 
 
 class Schedule(abc.ABC):
@@ -56,7 +69,7 @@ class _TimeDecay(Schedule):
         self.decay_rate = check_float("decay_rate", decay_rate, low=0.0,
                                       low_open=self._rate_positive)
         self.decay_epochs = check_int("decay_epochs", decay_epochs, minimum=1)
-        self.staircase = bool(staircase)
+        self.staircase = check_bool("staircase", staircase)
 
     def _progress(self, epoch):
         p = epoch / self.decay_epochs
@@ -126,6 +139,8 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         lr = self.schedule(epoch, self.base_lr)
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0.0 <= lr < MIN_LR:
+            lr = MIN_LR  # see the module documentation
         try:
             self.trainer.optimizer.lr = lr
         except (TypeError, ValueError) as e:
@@ -133,6 +148,15 @@ class LearningRateScheduler(Callback):
                              f"{lr!r} ({e})") from None
         if self.verbose:
             print(f"Epoch {epoch + 1}: learning rate {lr:.6g}")
+
+    def _backup_state(self):
+        return {"base_lr": _encode(self.base_lr)}
+
+    def _restore_state(self, state):
+        base = _decode(state.get("base_lr"), "base_lr")
+        if base is None or not math.isfinite(base) or base <= 0:
+            raise ValueError(f"base_lr must be a positive number, got {base!r}")
+        self.base_lr = base
 
 
 class ReduceLROnPlateau(Callback):
@@ -143,7 +167,7 @@ class ReduceLROnPlateau(Callback):
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4, cooldown=0,
                  min_lr=0.0, mode="auto", verbose=0):
-        self.monitor = monitor
+        self.monitor = _check_monitor(monitor)
         self.factor = check_float("factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
         self.patience = check_int("patience", patience, minimum=0)
         self.min_delta = abs(check_float("min_delta", min_delta))
@@ -159,9 +183,19 @@ class ReduceLROnPlateau(Callback):
         return a < b - self.min_delta if self._direction == "min" else a > b + self.min_delta
 
     def on_train_begin(self, logs=None):
+        _require_logged(self, "monitor", [self.monitor])
         self.best = None
         self.wait = 0
         self.cooldown_counter = 0
+
+    def _backup_state(self):
+        return {"best": _encode(self.best), "wait": self.wait,
+                "cooldown_counter": self.cooldown_counter}
+
+    def _restore_state(self, state):
+        self.best = _decode(state.get("best"), "best")
+        self.wait = _decode_int(state.get("wait"), "wait")
+        self.cooldown_counter = _decode_int(state.get("cooldown_counter"), "cooldown_counter")
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)

@@ -8,6 +8,7 @@ cost fused with the output layer, backpropagation and the optimizer's
 in-place step, with the GIL released. Shuffled batches are never copied: the
 GEMM packs its panels straight from the permutation.
 """
+import functools
 import math
 import sys
 import time
@@ -92,6 +93,45 @@ def _prepare_targets(name, y, n, units, cost, dtype):
     if cost.name == "binary_cross_entropy" and (out.min() < 0 or out.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for binary_cross_entropy")
     return out, "float"
+
+
+class _FitRun:
+    """What an interruption of :meth:`Trainer.fit` needs to clean up after."""
+
+    def __init__(self):
+        self.update = None       # the compiled optimizer step, once built
+        self.callbacks = None    # set when on_train_begin is about to run
+        self.initial_epoch = 0   # a callback (BackupAndRestore) may move it in on_train_begin
+        self.ended = False       # on_train_end has been called
+
+    def interrupted(self, trainer):
+        if self.update is not None:  # the steps the compiled core applied so far
+            opt = trainer.optimizer
+            opt.iterations = max(opt.iterations, self.update.step - 1)
+        if self.callbacks is None or self.ended:
+            return
+        self.ended = True
+        for cb in self.callbacks:
+            try:
+                cb.on_train_end({"interrupted": True})
+            except Exception as e:  # the interruption is what propagates
+                warnings.warn(f"{type(cb).__name__}.on_train_end failed while training was "
+                              f"interrupted: {e!r}", RuntimeWarning, stacklevel=3)
+
+
+def _finish_on_interrupt(fit):
+    """On any exception in ``fit`` (KeyboardInterrupt included), leave the optimizer's
+    ``iterations`` equal to the steps applied and run ``on_train_end`` (logs
+    ``{"interrupted": True}``), then let the exception propagate."""
+    @functools.wraps(fit)
+    def run(self, *args, **kwargs):
+        self._run = _FitRun()
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self._run.interrupted(self)
+            raise
+    return run
 
 
 class _Progress:
@@ -228,8 +268,9 @@ class Trainer:
         return out
 
     # -- public API -------------------------------------------------------------
+    @_finish_on_interrupt
     def fit(self, X, y, *, epochs=1, validation_data=None, validation_split=0.0, callbacks=(),
-            verbose=1):
+            verbose=1, initial_epoch=0):
         """Train for ``epochs`` passes over ``(X, y)``.
 
         Parameters
@@ -248,6 +289,15 @@ class Trainer:
         verbose : {0, 1, 2}
             0 silent; 1 a progress bar on a terminal (one line per epoch
             otherwise); 2 one line per epoch.
+        initial_epoch : int
+            The epoch to start at (Keras's meaning: ``epochs`` is the index
+            to stop before, so ``epochs - initial_epoch`` epochs run).
+            :class:`~fastsgd.BackupAndRestore` sets it from its backup.
+
+        If an exception interrupts training (KeyboardInterrupt included),
+        the optimizer's ``iterations`` counts the steps applied, callbacks
+        get ``on_train_end({"interrupted": True})`` (so EarlyStopping still
+        restores its best weights), and the exception propagates.
 
         Returns
         -------
@@ -260,6 +310,9 @@ class Trainer:
             infinite.)
         """
         epochs = check_int("epochs", epochs, minimum=1)
+        initial_epoch = check_int("initial_epoch", initial_epoch, minimum=0)
+        if initial_epoch > epochs:
+            raise ValueError(f"initial_epoch ({initial_epoch}) must not exceed epochs ({epochs})")
         verbose = check_int("verbose", verbose, minimum=0)
         if verbose > 2:
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose}")
@@ -291,6 +344,7 @@ class Trainer:
         bs = min(self.batch_size, n)
         n_batches = -(-n // bs)
         net, update = self._build_net(bs, training=True)
+        self._run.update = update
         net.bind(X, t)
         eval_net = None
         if Xv is not None:
@@ -302,8 +356,14 @@ class Trainer:
         self.history = history
         model = self.model
         model.stop_training = False
+        callbacks.sort(key=lambda cb: bool(getattr(cb, "_acts_last", False)))  # backups act last
+        logged = ["loss"] + (["accuracy"] if self._classification() else [])
+        params = {"epochs": epochs, "steps": n_batches, "verbose": verbose,
+                  "metrics": logged + [f"val_{k}" for k in logged if eval_net is not None]
+                  + ["lr", "seconds"]}
         for cb in callbacks:
             cb.set_trainer(self)
+            cb.set_params(params)
         batch_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         progress = _Progress(verbose, epochs, n_batches)
         classification = self._classification()
@@ -311,9 +371,11 @@ class Trainer:
         opt = self.optimizer
         order = np.arange(n, dtype=np.int64)  # the rows of each epoch, in batch order
 
+        self._run.callbacks = callbacks
+        self._run.initial_epoch = initial_epoch
         for cb in callbacks:
             cb.on_train_begin({})
-        for epoch in range(epochs):
+        for epoch in range(self._run.initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {"lr": opt.lr})
             update.configure(opt.hyper())
@@ -382,6 +444,7 @@ class Trainer:
                 cb.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
+        self._run.ended = True
         for cb in callbacks:
             cb.on_train_end({})
         return history
