@@ -23,6 +23,7 @@ import string
 import warnings
 
 from ._validate import check_bool, check_choice, check_float, check_int
+from .io import MAX_PARAM_SETS, _load, save_model
 
 
 class Callback:
@@ -386,7 +387,6 @@ class BackupAndRestore(Callback):
             self._restore()
 
     def on_epoch_end(self, epoch, logs=None):
-        from .io import MAX_PARAM_SETS, save_model
         states, sets = [], []
         for cb in self._others():
             st = cb._backup_state()
@@ -416,7 +416,6 @@ class BackupAndRestore(Callback):
     def _restore(self):
         import copy
 
-        from .io import _load
         path, trainer, model = self.path, self.trainer, self.model
 
         def bad(why):

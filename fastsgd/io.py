@@ -48,11 +48,13 @@ import zlib
 import numpy as np
 from numpy.lib import format as _npy
 
+from . import optimizers as _opt
 from ._files import atomic_write  # noqa: F401  (re-exported: fastsgd.io.atomic_write)
-
-FORMAT = "fastsgd-model"
-VERSION = 1
-_META = "__fastsgd__"
+from ._model_file import _META, FORMAT, VERSION, ModelFileError
+from ._model_file import write as _write
+from ._validate import check_bool, check_int
+from .layers import ACTIVATIONS, INITIALIZERS, Dense, Sequential
+from .optimizers import Optimizer
 
 #: default cap on the total uncompressed size of the arrays a model file declares
 MAX_MODEL_BYTES = 4 << 30
@@ -83,63 +85,24 @@ _OPT_KEYS = {"class", "config", "iterations", "n_state"}
 _NON_NEGATIVE_STATES = {"adagrad": (0,), "rmsprop": (0,), "adam": (1, 2)}
 
 
-class ModelFileError(ValueError):
-    """A model file is truncated, corrupted, too large or not a fastsgd model."""
-
-
-def _bad(path, why):
-    return ModelFileError(f"{path!s} is not a valid fastsgd model file: {why}")
-
-
-# -- writing -------------------------------------------------------------------
 def save_model(model, path, optimizer=None, *, _extra=None, _param_sets=()):
     """Write ``model`` (and optionally ``optimizer``'s state) to ``path`` atomically.
 
     ``_extra`` (a JSON-able dict) and ``_param_sets`` (lists of arrays shaped
     like the model's parameters) are for :class:`fastsgd.BackupAndRestore`.
     """
-    from .layers import Sequential
-    from .optimizers import Optimizer
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastsgd.Sequential, got {type(model).__name__}")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
-    if optimizer is not None and not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastsgd Optimizer, got {type(optimizer).__name__}")
-    if not model.built:
-        raise ValueError("the model has no weights yet (give input_dim or fit it first)")
-    meta = {"format": FORMAT, "version": VERSION, "dtype": model.dtype.name,
-            "input_dim": model.input_dim, "seed": model.seed,
-            "layers": [layer.get_config() for layer in model.layers]}
-    arrays = {}
-    for i, layer in enumerate(model.layers):
-        arrays[f"W{i}"] = layer.weights
-        arrays[f"b{i}"] = layer.bias
-    if optimizer is not None:
-        st = optimizer.get_state()
-        meta["optimizer"] = {"class": type(optimizer).__name__, "config": optimizer.get_config(),
-                             "iterations": st["iterations"],
-                             "n_state": None if st["state"] is None else [len(s) for s in st["state"]]}
-        if st["state"] is not None:
-            for j, per in enumerate(st["state"]):
-                for k, s in enumerate(per):
-                    arrays[f"opt_state_{j}_{k}"] = s
-    if _extra is not None:
-        meta["extra"] = _extra
-    if _param_sets:
-        meta["param_sets"] = len(_param_sets)
-        for s, arrs in enumerate(_param_sets):
-            for k, a in enumerate(arrs):
-                arrays[f"P{s}_{k}"] = a
-    # allow_nan=False: never write what load_model would refuse to read
-    arrays[_META] = np.frombuffer(json.dumps(meta, allow_nan=False).encode("utf-8"), dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    _write(model, path, optimizer, extra=_extra, param_sets=_param_sets)
+
+
+def _bad(path, why):
+    return ModelFileError(f"{path!s} is not a valid fastsgd model file: {why}")
 
 
 # -- limits --------------------------------------------------------------------
 def _byte_cap(max_bytes):
     if max_bytes is not None:
-        from ._validate import check_int
         return check_int("max_bytes", max_bytes, minimum=1)
     env = os.environ.get(MAX_MODEL_BYTES_ENV, "").strip()
     if not env:
@@ -388,7 +351,6 @@ def _is_num(v):
 
 def _check_layers(meta, path):
     """Validated layer configurations and each parameter's shape (no allocation)."""
-    from .layers import ACTIVATIONS, INITIALIZERS
     layers = meta.get("layers")
     if not isinstance(layers, list) or not layers:
         raise _bad(path, "no layers")
@@ -492,7 +454,6 @@ def _check_meta(meta, path):
 
 # -- loading --------------------------------------------------------------------------
 def _make_optimizer(info, path):
-    from . import optimizers as _opt
     cls = _opt.OPTIMIZERS.get(info["class"].lower())
     if cls is None:
         raise _bad(path, f"unknown optimizer {_short(info['class'])}")
@@ -508,8 +469,6 @@ def _make_optimizer(info, path):
 
 def _load(path, optimizer=None, rebuild_optimizer=False, max_bytes=None, param_sets=False):
     """Read and check a model file; returns ``(model, optimizer, metadata, param_sets)``."""
-    from .layers import Dense, Sequential
-    from .optimizers import Optimizer
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -608,7 +567,6 @@ def load_model(path, optimizer=None, *, return_optimizer=False, max_bytes=None):
     Raises ``ValueError`` naming the file for anything wrong in it (see the
     module documentation) and ``OSError`` when it cannot be opened.
     """
-    from ._validate import check_bool
     return_optimizer = check_bool("return_optimizer", return_optimizer)
     model, opt, _, _ = _load(path, optimizer, rebuild_optimizer=return_optimizer,
                              max_bytes=max_bytes)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import _core, _net
+from . import _core, _model_file, _net, _ops
 from ._network import Layout, build_plan, layer_segments
 from ._validate import as_float_matrix, check_choice, check_float, check_int
 
@@ -218,11 +218,10 @@ class Dense:
     def forward(self, x):
         """``f(x @ weights + bias)`` for a 2-D ``x`` (n, inputs): the fused
         kernel the network runs, on one layer. Returns (n, units)."""
-        from . import kernels
         if not self.built:
             raise RuntimeError("the layer is not built yet; give input_dim or fit the model first")
         x = np.ascontiguousarray(x, dtype=self._W.dtype)
-        return kernels.dense_forward(x, self._W, self._b, self.activation, self.negative_slope)
+        return _ops.dense_forward(x, self._W, self._b, self.activation, self.negative_slope)
 
     def get_config(self):
         return {"units": self.units, "activation": self.activation, "input_dim": self.input_dim,
@@ -440,8 +439,7 @@ class Sequential:
 
     def save(self, path, optimizer=None):
         """Write architecture, dtype and weights to ``path`` (see :mod:`fastsgd.io`)."""
-        from .io import save_model
-        save_model(self, path, optimizer=optimizer)
+        _model_file.write(self, path, optimizer)
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, dtype={self.dtype.name!r})"

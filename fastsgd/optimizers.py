@@ -29,6 +29,8 @@ import weakref
 
 import numpy as np
 
+from . import _net
+from ._checks import require
 from ._network import Layout
 from ._validate import check_bool, check_float
 
@@ -207,8 +209,6 @@ class Optimizer:
         written and the step count does not advance. The optimizer's ``l1``
         and ``l2`` apply to every array here.
         """
-        from . import _net
-        from ._checks import require
         params = list(params)
         grads = list(grads)
         if len(params) != len(grads):
