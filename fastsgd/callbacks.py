@@ -65,6 +65,13 @@ class Callback:
         pass
 
 
+def _is_writer(cb):
+    """False on the ranks other than 0 of a data-parallel fit (Trainer ``comm``): only
+    rank 0 writes files and prints."""
+    comm = getattr(cb.trainer, "comm", None)
+    return comm is None or comm.Get_rank() == 0
+
+
 def _check_monitor(monitor):
     if not isinstance(monitor, str) or not monitor:
         raise TypeError(f"monitor must be a non-empty string, got {monitor!r}")
@@ -213,10 +220,10 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.stopped_epoch > 0 and self.verbose:
+        if self.stopped_epoch > 0 and self.verbose and _is_writer(self):
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose:
+            if self.verbose and _is_writer(self):
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
@@ -275,6 +282,8 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             self.best = current
+        if not _is_writer(self):  # data-parallel: rank 0 writes
+            return
         path = self._format(epoch, logs)
         folder = os.path.dirname(path)
         if folder:
@@ -377,7 +386,7 @@ class BackupAndRestore(Callback):
         self.restored_epoch = None
         os.makedirs(self.backup_dir, exist_ok=True)
         stale = f".tmp-{self.FILENAME}."  # left by a write that was killed (see atomic_write)
-        for name in os.listdir(self.backup_dir):
+        for name in os.listdir(self.backup_dir) if _is_writer(self) else ():
             if name.startswith(stale) and name.endswith(".part"):
                 try:
                     os.unlink(os.path.join(self.backup_dir, name))
@@ -387,6 +396,8 @@ class BackupAndRestore(Callback):
             self._restore()
 
     def on_epoch_end(self, epoch, logs=None):
+        if not _is_writer(self):  # data-parallel: rank 0 writes the backup
+            return
         states, sets = [], []
         for cb in self._others():
             st = cb._backup_state()
@@ -406,7 +417,7 @@ class BackupAndRestore(Callback):
                    _extra={"backup": record}, _param_sets=sets)
 
     def on_train_end(self, logs=None):
-        if (logs or {}).get("interrupted") or not self.delete_checkpoint:
+        if (logs or {}).get("interrupted") or not self.delete_checkpoint or not _is_writer(self):
             return
         try:
             os.unlink(self.path)

@@ -3,6 +3,15 @@
     fastsgd train [--net shallow|intermediate] [options]   train on MNIST
     fastsgd evaluate MODEL [--data DIR]                     test accuracy of a saved model
     fastsgd info                                            build and run-time configuration
+
+``mpiexec -n 4 fastsgd train ...`` trains data-parallel over the 4 ranks: the
+command sees that an MPI launcher started it with more than one process (its
+PMI_SIZE, OMPI_COMM_WORLD_SIZE, MV2_COMM_WORLD_SIZE or PMIX_SIZE variable),
+imports mpi4py and trains over MPI.COMM_WORLD; ``--mpi`` asks for it
+explicitly (with a launcher this check does not know). Rank 0 prints and
+saves; the first lines say how many ranks and threads per rank it runs on.
+If any rank fails, the job ends (MPI_Abort) with the rank and the cause on
+stderr: exit code 2 for a usage error found before training, else 1.
 """
 import argparse
 import os
@@ -88,6 +97,11 @@ def build_parser():
     t.add_argument("--find-lr", action="store_true",
                    help="sweep the learning rate first and train with the suggested one")
     t.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    t.add_argument("--mpi", action="store_true",
+                   help="train data-parallel over the MPI ranks (needs mpi4py; automatic when "
+                        "mpiexec starts more than one process)")
+    t.add_argument("--check-sync", action="store_true",
+                   help="with MPI: check after every epoch that all ranks hold identical weights")
     e = sub.add_parser("evaluate", help="evaluate a saved model on the MNIST test set")
     e.add_argument("model", metavar="MODEL")
     e.add_argument("--data", metavar="DIR")
@@ -127,11 +141,50 @@ def _check_save_path(path):
         raise UsageError(f"--save {path}: cannot write in {folder} ({e.strerror or e})")
 
 
-def _train(args, out):
+def _mpi_comm(args):
+    """MPI.COMM_WORLD when an MPI launcher started more than one process (or with
+    ``--mpi``), else None (mpi4py is not imported then)."""
+    from . import distributed
+    n = distributed.launched_size()
+    if not args.mpi and n <= 1:
+        return None
+    try:
+        MPI = distributed._mpi()
+    except ImportError as e:
+        why = "--mpi" if args.mpi else f"started by an MPI launcher as {n} processes"
+        raise UsageError(f"{why}: {e}")
+    comm = MPI.COMM_WORLD
+    return comm if comm.Get_size() > 1 or args.mpi else None
+
+
+def _train_mpi(args, out):
+    """``train``, data-parallel when started by an MPI launcher: rank 0 prints and saves;
+    a failure on any rank aborts the whole job with the rank and the cause on stderr."""
+    comm = _mpi_comm(args)
+    if comm is None:
+        return _train(args, out)
+    from . import distributed
+    try:
+        return _train(args, out if comm.Get_rank() == 0 else (lambda *a, **k: None), comm)
+    except BaseException as e:
+        if comm.Get_size() > 1:
+            usage = isinstance(e, (UsageError, ValueError, TypeError))
+            distributed.report_and_abort(comm, e, 2 if usage else None)
+        raise
+
+
+def _train(args, out, comm=None):
     import fastsgd
     from fastsgd import Dense, EarlyStopping, Sequential, Trainer
     if args.save:
         _check_save_path(args.save)
+    if comm is not None:
+        from . import distributed
+        threads, how = distributed.default_threads(comm, args.threads)
+        local = distributed.ranks_on_node(comm)[0]
+        out(f"mpi: data-parallel training over {comm.Get_size()} ranks ({local} on this node), "
+            f"{threads} thread{'s' if threads > 1 else ''} per rank ({how})")
+        distributed.setup_threads(comm, args.threads)
     cfg = dict(NETS[args.net])
     hidden = args.hidden or cfg["hidden"]
     activation = args.activation or cfg["activation"]
@@ -139,7 +192,7 @@ def _train(args, out):
     lr = args.lr or cfg["lr"]
     batch = args.batch_size or cfg["batch_size"]
     epochs = args.epochs or cfg["epochs"]
-    if args.threads:
+    if args.threads and comm is None:
         fastsgd.set_num_threads(args.threads)
     (X, y), (Xt, yt) = _load_data(args, out)
     layers = [Dense(hidden[0], activation, input_dim=X.shape[1])]
@@ -162,7 +215,8 @@ def _train(args, out):
     model.summary(print_fn=out)
     out(f"cost={cost} optimizer={args.optimizer} lr={lr:g} batch_size={batch} epochs={epochs} "
         f"threads={fastsgd.get_num_threads()} dtype={args.dtype}")
-    trainer = Trainer(model, cost, opt, batch_size=batch, seed=args.seed)
+    trainer = Trainer(model, cost, opt, batch_size=batch, seed=args.seed, comm=comm,
+                      threads_per_rank=args.threads, check_sync=args.check_sync)
     callbacks = []
     if args.patience is not None:
         callbacks.append(EarlyStopping(patience=args.patience, restore_best_weights=True))
@@ -175,7 +229,7 @@ def _train(args, out):
         f"epochs run: {len(secs)}  seconds/epoch (median): {med:.3f}")
     if hist.diverged:
         out(f"training diverged at epoch {hist.diverged['epoch'] + 1}; try --lr {lr / 10:g}")
-    if args.save:
+    if args.save and (comm is None or comm.Get_rank() == 0):
         model.save(args.save, optimizer=opt)
         out(f"saved model to {args.save}")
     return 0
@@ -205,7 +259,7 @@ def main(argv=None):
             fastsgd.show_config()
             return 0
         if args.command == "train":
-            return _train(args, out)
+            return _train_mpi(args, out)
         return _evaluate(args, out)
     except (UsageError, ValueError, TypeError) as e:
         print(f"fastsgd: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line

@@ -199,9 +199,22 @@ class Trainer:
         Draw a new permutation each epoch (True) or keep the data order.
     seed : int or None
         Fixes the shuffling. None takes the model's seed when it has one.
+    comm : mpi4py communicator or None
+        Train data-parallel across the ranks of ``comm`` (e.g.
+        ``MPI.COMM_WORLD``): every rank calls :meth:`fit` with the same
+        arguments and gets the weights a single process would compute. See
+        :mod:`fastsgd.distributed`.
+    threads_per_rank : int or None
+        With ``comm``: kernel threads per rank (default: ``FASTSGD_NUM_THREADS``,
+        else ``OMP_NUM_THREADS``, else the node's cores divided by its ranks).
+    check_sync : bool
+        With ``comm``: compare a digest of the weights and optimizer state
+        across the ranks after every epoch and raise if they differ (a debug
+        check; also turned on by ``FASTSGD_CHECK_SYNC=1``).
     """
 
-    def __init__(self, model, cost, optimizer, *, batch_size=32, shuffle=True, seed=None):
+    def __init__(self, model, cost, optimizer, *, batch_size=32, shuffle=True, seed=None,
+                 comm=None, threads_per_rank=None, check_sync=False):
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a fastsgd.Sequential, got {type(model).__name__}")
         self.model = model
@@ -221,6 +234,14 @@ class Trainer:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.history = None
+        if comm is not None:  # data-parallel over MPI (mpi4py is imported only then)
+            from . import distributed
+            comm = distributed.check_comm(comm)
+        self.comm = comm
+        if threads_per_rank is not None:
+            threads_per_rank = check_int("threads_per_rank", threads_per_rank, minimum=1)
+        self.threads_per_rank = threads_per_rank
+        self.check_sync = check_bool("check_sync", check_sync)
 
     # -- helpers --------------------------------------------------------------
     def _classification(self):
@@ -324,6 +345,11 @@ class Trainer:
                 raise TypeError(f"callbacks[{i}] must be a fastsgd Callback, got {type(cb).__name__}")
         if validation_data is not None and validation_split:
             raise ValueError("give validation_data or validation_split, not both")
+        if getattr(self, "comm", None) is not None:  # data-parallel over MPI ranks
+            from . import distributed
+            return distributed.fit(self, X, y, epochs=epochs, validation_data=validation_data,
+                                   validation_split=validation_split, callbacks=callbacks,
+                                   verbose=verbose, initial_epoch=initial_epoch)
 
         X, t = self._prepare(X, y)
         Xv = tv = None
