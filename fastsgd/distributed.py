@@ -296,6 +296,9 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
             eval_net.bind(Xv[v_off:v_off + v_rows], tv[v_off:v_off + v_rows])
 
     history = History()
+    # what the run cost this rank in communication: seconds in the gradient Allreduce, per
+    # epoch (waiting for the slowest rank included)
+    history.comm = {"ranks": size, "threads": _config.get_num_threads(), "allreduce_seconds": []}
     trainer.history = history
     model.stop_training = False
     callbacks.sort(key=lambda cb: bool(getattr(cb, "_acts_last", False)))  # backups act last
@@ -348,6 +351,7 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
         correct = 0
         seen = 0              # rows of the global batches run
         run_loss = 0.0        # the global batches' cost sum (progress bar)
+        ar_seconds = 0.0      # this rank's time in the gradient Allreduce
         stopped = False
         for b in range(n_batches):
             start = b * bs
@@ -369,7 +373,9 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
                 grads.fill(0)
             tail[1] = ls if tail[0] == 0 else 0.0
             tail[2] = c
+            t_ar = time.perf_counter()
             comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            ar_seconds += time.perf_counter() - t_ar
             if tail[0] != 0 or not update.run():
                 opt.iterations = update.step - 1
                 history.diverged = {"epoch": epoch, "batch": b, "lr": opt.lr}
@@ -401,6 +407,7 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
             if progress.tty:
                 progress.batch(b + 1, run_loss / seen)
         opt.iterations = update.step - 1
+        history.comm["allreduce_seconds"].append(ar_seconds)
         if stopped:
             break
         sums = np.array([loss_sum, correct, 0.0, 0.0])

@@ -102,7 +102,8 @@ def _run(cmd, cwd, timeout=60):
     """Run ``cmd`` in its own process group; on a timeout end the whole group (mpiexec and
     every rank) and fail."""
     start = time.monotonic()
-    p = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    p = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE,
                          text=True, start_new_session=True)
     try:
         out, err = p.communicate(timeout=timeout)
