@@ -139,6 +139,47 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
 FSGD_DECLARE_OPS(float, f32)
 FSGD_DECLARE_OPS(double, f64)
 
+/* ---- input (sparse_tmpl.h) ------------------------------------------------
+ * A CSR matrix: row r's nonzeros are data[k], column indices[k], for k in
+ * [indptr[r], indptr[r + 1]). data has the network's dtype. */
+typedef struct {
+    int64_t n_rows;
+    const int64_t *indptr;
+    const int32_t *indices;
+    const void *data;
+} fsgd_csr;
+
+/* element types fsgd_convert_rows reads */
+typedef enum {
+    FSGD_IN_U8 = 0,
+    FSGD_IN_I8,
+    FSGD_IN_U16,
+    FSGD_IN_I16,
+    FSGD_IN_I32,
+    FSGD_IN_I64,
+    FSGD_IN_F32,
+    FSGD_IN_F64,
+    FSGD_IN_COUNT
+} fsgd_in_kind;
+
+#define FSGD_DECLARE_INPUT(T, SFX)                                                            \
+    /* Z = f(X[x_rows] W + b) for a CSR X; FSGD_ERR_ARG on an index out of range */          \
+    int fsgd_csr_dense_forward_##SFX(int nthreads, int64_t rows, int64_t n_in, int64_t n_out, \
+                                     const fsgd_csr *X, const int64_t *x_rows, const T *W,    \
+                                     const T *b, int act, T slope, T *Z);                     \
+    /* D: dL/dA in, dL/dZ out; dW = X[x_rows]^T D, db = colsum D */                          \
+    int fsgd_csr_dense_backward_##SFX(int nthreads, int64_t rows, int64_t n_in,               \
+                                      int64_t n_out, const fsgd_csr *X, const int64_t *x_rows, \
+                                      const T *A, int act, T slope, T *D, T *dW, T *db);      \
+    /* out[i] = X[rows[i]] * scale + offset converted from fsgd_in_kind `kind`; returns the   \
+       first row of out that is not finite, or -1 */                                         \
+    int64_t fsgd_convert_rows_##SFX(int nthreads, int kind, int64_t n, int64_t cols,          \
+                                    const void *X, int64_t ldx, const int64_t *rows,          \
+                                    double scale, double offset, T *out);
+
+FSGD_DECLARE_INPUT(float, f32)
+FSGD_DECLARE_INPUT(double, f64)
+
 /* ---- optimizers (optim_tmpl.h) ------------------------------------------
  * Parameters, gradients and each optimizer state slot are flat arrays of
  * one layout, described by a segment table (a layer's weights, its bias,
@@ -212,6 +253,7 @@ typedef struct {
     void *grads;       /* T[n_params] (training plans), else NULL */
     int cost;          /* fsgd_cost (-1: none, an inference plan) */
     int nthreads;
+    const fsgd_csr *x_csr; /* when not NULL, the first layer reads this instead of X */
 } fsgd_net;
 
 /* FSGD_OK when the plan is consistent (offsets inside n_params, each layer's

@@ -58,6 +58,10 @@ static int FN(layer_forward)(const fsgd_net *net, int l, int64_t rows, const T *
     const T *params = (const T *)net->params;
     switch (L->kind) {
     case FSGD_LAYER_DENSE:
+        if (l == 0 && net->x_csr)
+            return FN(fsgd_csr_dense_forward)(net->nthreads, rows, L->n_in, L->n_out, net->x_csr,
+                                              in_rows, params + L->w_offset,
+                                              params + L->b_offset, act, (T)L->slope, (T *)L->A);
         return FN(fsgd_dense_forward)(net->nthreads, rows, L->n_in, L->n_out, in, ld, in_rows,
                                       params + L->w_offset, params + L->b_offset, act,
                                       (T)L->slope, (T *)L->A);
@@ -76,6 +80,11 @@ static int FN(layer_backward)(const fsgd_net *net, int l, int64_t rows, const T 
     T *dx = l > 0 ? (T *)net->layers[l - 1].D : NULL;
     switch (L->kind) {
     case FSGD_LAYER_DENSE:
+        if (l == 0 && net->x_csr)
+            return FN(fsgd_csr_dense_backward)(net->nthreads, rows, L->n_in, L->n_out, net->x_csr,
+                                               in_rows, (const T *)L->A, act, (T)L->slope,
+                                               (T *)L->D, grads + L->w_offset,
+                                               grads + L->b_offset);
         return FN(fsgd_dense_backward)(net->nthreads, rows, L->n_in, L->n_out, in, ld, in_rows,
                                        params + L->w_offset, (const T *)L->A, act, (T)L->slope,
                                        (T *)L->D, grads + L->w_offset, grads + L->b_offset, dx);
@@ -88,7 +97,7 @@ static int FN(layer_backward)(const fsgd_net *net, int l, int64_t rows, const T 
 int FN(fsgd_net_forward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
                          const int64_t *x_rows, int out_act)
 {
-    if (rows < 1 || rows > net->capacity || !X) return FSGD_ERR_ARG;
+    if (rows < 1 || rows > net->capacity || (!X && !net->x_csr)) return FSGD_ERR_ARG;
     for (int l = 0; l < net->n_layers; l++) {
         int64_t ld;
         const int64_t *ir;
@@ -115,7 +124,8 @@ int FN(fsgd_net_cost)(const fsgd_net *net, int64_t rows, const int64_t *y_int, c
 int FN(fsgd_net_backward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
                           const int64_t *x_rows)
 {
-    if (rows < 1 || rows > net->capacity || !X || !net->grads) return FSGD_ERR_ARG;
+    if (rows < 1 || rows > net->capacity || (!X && !net->x_csr) || !net->grads)
+        return FSGD_ERR_ARG;
     const int nl = net->n_layers;
     for (int l = nl - 1; l >= 0; l--) {
         if (!net->layers[l].D) return FSGD_ERR_ARG;

@@ -108,6 +108,7 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #define SQRTT sqrtf
 #define FABST fabsf
 #include "act_tmpl.h"
+#include "sparse_tmpl.h"
 #include "cost_tmpl.h"
 #include "optim_tmpl.h"
 #include "net_tmpl.h"
@@ -129,6 +130,7 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #define SQRTT sqrt
 #define FABST fabs
 #include "act_tmpl.h"
+#include "sparse_tmpl.h"
 #include "cost_tmpl.h"
 #include "optim_tmpl.h"
 #include "net_tmpl.h"

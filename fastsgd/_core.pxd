@@ -4,7 +4,7 @@ points. Only fastsgd._core links the C core; every other compiled module
 cimports from here, so process-wide state (the SIMD choice, the per-thread
 workspace) exists once."""
 from cython cimport floating
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 
 cdef extern from "fsgd.h" nogil:
@@ -57,6 +57,12 @@ cdef extern from "fsgd.h" nogil:
         const void *grads
         void *slots[FSGD_MAX_SLOTS]
 
+    ctypedef struct fsgd_csr:
+        int64_t n_rows
+        const int64_t *indptr
+        const int32_t *indices
+        const void *data
+
     ctypedef struct fsgd_layer:
         int kind
         int act
@@ -75,6 +81,7 @@ cdef extern from "fsgd.h" nogil:
         void *grads
         int cost
         int nthreads
+        const fsgd_csr *x_csr
 
 
 # ---- run time ----------------------------------------------------------------
@@ -112,6 +119,18 @@ cdef int output_cost(int nthreads, int cost, int act, floating slope, int64_t ro
                      int64_t *correct) noexcept nogil
 cdef void gather_rows(int nthreads, int64_t n, int64_t cols, const floating *X, int64_t ldx,
                       const int64_t *rows, floating *out) noexcept nogil
+
+cdef int64_t convert_rows(int nthreads, int kind, int64_t n, int64_t cols, const void *X,
+                          int64_t ldx, const int64_t *rows, double scale, double offset,
+                          floating *out) noexcept nogil
+cdef int csr_dense_forward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
+                           const fsgd_csr *X, const int64_t *x_rows, const floating *W,
+                           const floating *b, int act, floating slope,
+                           floating *Z) noexcept nogil
+cdef int csr_dense_backward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
+                            const fsgd_csr *X, const int64_t *x_rows, const floating *A,
+                            int act, floating slope, floating *D, floating *dW,
+                            floating *db) noexcept nogil
 
 # ---- optimizer step and network (dtype given by the plan) --------------------------
 cdef int update(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan,

@@ -2,7 +2,7 @@
 """The compiled core's one home: links csrc/ and gives every other compiled
 module its entry points (see _core.pxd). Also the enum names, read from the C
 core, and the translation of C status codes into Python exceptions."""
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 
 cdef extern from "fsgd.h" nogil:
@@ -55,6 +55,22 @@ cdef extern from "fsgd.h" nogil:
                               float *)
     void fsgd_gather_rows_f64(int, int64_t, int64_t, const double *, int64_t,
                               const int64_t *, double *)
+    int64_t fsgd_convert_rows_f32(int, int, int64_t, int64_t, const void *, int64_t,
+                                  const int64_t *, double, double, float *)
+    int64_t fsgd_convert_rows_f64(int, int, int64_t, int64_t, const void *, int64_t,
+                                  const int64_t *, double, double, double *)
+    int fsgd_csr_dense_forward_f32(int, int64_t, int64_t, int64_t, const fsgd_csr *,
+                                   const int64_t *, const float *, const float *, int, float,
+                                   float *)
+    int fsgd_csr_dense_forward_f64(int, int64_t, int64_t, int64_t, const fsgd_csr *,
+                                   const int64_t *, const double *, const double *, int, double,
+                                   double *)
+    int fsgd_csr_dense_backward_f32(int, int64_t, int64_t, int64_t, const fsgd_csr *,
+                                    const int64_t *, const float *, int, float, float *, float *,
+                                    float *)
+    int fsgd_csr_dense_backward_f64(int, int64_t, int64_t, int64_t, const fsgd_csr *,
+                                    const int64_t *, const double *, int, double, double *,
+                                    double *, double *)
     int fsgd_update_f32(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan)
     int fsgd_update_f64(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan)
     int fsgd_net_check(const fsgd_net *net)
@@ -228,6 +244,39 @@ cdef void gather_rows(int nthreads, int64_t n, int64_t cols, const floating *X, 
         fsgd_gather_rows_f32(nthreads, n, cols, X, ldx, rows, out)
     else:
         fsgd_gather_rows_f64(nthreads, n, cols, X, ldx, rows, out)
+
+
+cdef int64_t convert_rows(int nthreads, int kind, int64_t n, int64_t cols, const void *X,
+                          int64_t ldx, const int64_t *rows, double scale, double offset,
+                          floating *out) noexcept nogil:
+    if floating is float:
+        return fsgd_convert_rows_f32(nthreads, kind, n, cols, X, ldx, rows, scale, offset, out)
+    else:
+        return fsgd_convert_rows_f64(nthreads, kind, n, cols, X, ldx, rows, scale, offset, out)
+
+
+cdef int csr_dense_forward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
+                           const fsgd_csr *X, const int64_t *x_rows, const floating *W,
+                           const floating *b, int act, floating slope,
+                           floating *Z) noexcept nogil:
+    if floating is float:
+        return fsgd_csr_dense_forward_f32(nthreads, rows, n_in, n_out, X, x_rows, W, b, act,
+                                          slope, Z)
+    else:
+        return fsgd_csr_dense_forward_f64(nthreads, rows, n_in, n_out, X, x_rows, W, b, act,
+                                          slope, Z)
+
+
+cdef int csr_dense_backward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
+                            const fsgd_csr *X, const int64_t *x_rows, const floating *A,
+                            int act, floating slope, floating *D, floating *dW,
+                            floating *db) noexcept nogil:
+    if floating is float:
+        return fsgd_csr_dense_backward_f32(nthreads, rows, n_in, n_out, X, x_rows, A, act,
+                                           slope, D, dW, db)
+    else:
+        return fsgd_csr_dense_backward_f64(nthreads, rows, n_in, n_out, X, x_rows, A, act,
+                                           slope, D, dW, db)
 
 
 # ---- optimizer step and network -------------------------------------------------------

@@ -11,16 +11,17 @@ import numpy as np
 
 cimport numpy as cnp
 from cython cimport floating
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
 from fastsgd cimport _core
 from fastsgd._config cimport num_threads
-from fastsgd._core cimport (FSGD_COST_CROSS_ENTROPY, FSGD_MAX_SLOTS, fsgd_layer, fsgd_net,
-                            fsgd_opt, fsgd_segment, fsgd_update_plan)
+from fastsgd._core cimport (FSGD_COST_CROSS_ENTROPY, FSGD_MAX_SLOTS, fsgd_csr, fsgd_layer,
+                            fsgd_net, fsgd_opt, fsgd_segment, fsgd_update_plan)
 from fastsgd._core import ACTIVATIONS, COSTS, LAYER_KINDS, OPTIMIZERS
 from fastsgd._checks import code, require, require_index
+from fastsgd._inputs import prepare
 
 cnp.import_array()
 
@@ -160,13 +161,16 @@ cdef class Net:
     cdef Update update
     cdef readonly bint f64
     cdef readonly object plan
-    cdef object X
+    cdef readonly object inputs   # the bound Inputs (see fastsgd._inputs)
+    cdef object X                 # what the kernels read: the data, or the batch buffer
+    cdef object Xb                # the batch buffer (converted and row-fetched inputs)
     cdef object y_int
     cdef object y_float
     cdef object order
     cdef bint ordered
-    cdef int64_t ldx
+    cdef int64_t ldx              # row stride of the bound data, in elements
     cdef int64_t n_bound
+    cdef fsgd_csr csr
 
     def __cinit__(self, plan):
         n = len(plan.layers)
@@ -228,20 +232,24 @@ cdef class Net:
     def bind(self, X, y=None):
         """Point the next batches at ``X`` (and targets ``y``), checked once.
 
-        Integer labels are copied (the network reads its own copy); float
-        targets and X are read in place and must stay unchanged while bound.
+        ``X`` is anything :func:`fastsgd._inputs.prepare` takes (or its
+        result): arrays of the network's dtype are read in place, others are
+        converted batch by batch, sparse matrices feed the first layer's
+        nonzeros. Integer labels are copied (the network reads its own copy);
+        float targets and X are read in place and must stay unchanged while
+        bound.
         """
-        require(X, "X", dtype=self.plan.dtype, ndim=2)
-        if X.shape[1] != self.layers[0].n_in:
-            raise ValueError(f"X has {X.shape[1]} features, the network takes "
-                             f"{self.layers[0].n_in}")
+        cdef int64_t n_in = self.layers[0].n_in
+        inputs = prepare("X", X, self.plan.dtype, n_in, scale=self.plan.input_scale,
+                         offset=self.plan.input_offset)
         cdef int64_t n_out = self.layers[self.net.n_layers - 1].n_out
+        cdef int64_t n = inputs.n_rows
         self.y_int = self.y_float = None
         if y is not None:
             if not isinstance(y, np.ndarray):
                 raise TypeError("y must be a numpy array")
             if y.dtype == np.int64:
-                if y.shape != (X.shape[0],):
+                if y.shape != (n,):
                     raise ValueError("integer targets must be a vector, one per row of X")
                 if self.net.cost == FSGD_COST_CROSS_ENTROPY and y.size and (
                         y.min() < 0 or y.max() >= n_out):
@@ -249,22 +257,43 @@ cdef class Net:
                 self.y_int = np.array(y, dtype=np.int64, order="C")
             else:
                 require(y, "y", dtype=self.plan.dtype, ndim=2)
-                if y.shape != (X.shape[0], n_out):
-                    raise ValueError(f"y must have shape {(X.shape[0], n_out)}")
+                if y.shape != (n, n_out):
+                    raise ValueError(f"y must have shape {(n, n_out)}")
                 self.y_float = y
-        self.X = X
-        self.ldx = X.shape[1]
-        self.n_bound = X.shape[0]
-        self.order = np.arange(self.n_bound, dtype=np.int64)
-        self.ordered = False
+        self.inputs = inputs
+        self.net.x_csr = NULL
+        if inputs.mode == "direct":
+            self.X = inputs.data
+            self.ldx = n_in
+        elif inputs.mode == "csr":
+            indptr, indices, data = inputs.csr
+            self.X = None
+            self.csr.n_rows = n
+            self.csr.indptr = <const int64_t *>_ptr(indptr)
+            self.csr.indices = <const int32_t *>_ptr(indices)
+            self.csr.data = _ptr(data)
+            self.net.x_csr = &self.csr
+        else:
+            if self.Xb is None:
+                self.Xb = np.empty((self.net.capacity, n_in), self.plan.dtype)
+            self.X = self.Xb
+            if inputs.mode == "convert":
+                self.ldx = inputs.data.strides[0] // inputs.data.itemsize
+        self.n_bound = n
+        if self.order is None or self.order.shape[0] != n:
+            self.order = np.arange(n, dtype=np.int64)
+        else:
+            self.order[...] = np.arange(n, dtype=np.int64)
+        self.ordered = self.net.x_csr != NULL  # sparse input always reads through the rows
 
     def set_order(self, perm):
         """Read the bound rows in the order ``perm`` (a permutation, copied),
         or in data order when None."""
-        if self.X is None:
+        if self.inputs is None:
             raise RuntimeError("bind() data first")
         if perm is None:
-            self.ordered = False
+            self.order[...] = np.arange(self.n_bound, dtype=np.int64)
+            self.ordered = self.net.x_csr != NULL
             return
         require_index(perm, self.n_bound, "perm")
         if perm.shape[0] != self.n_bound:
@@ -273,35 +302,85 @@ cdef class Net:
         self.ordered = True
 
     # ---- batches -------------------------------------------------------------------
-    cdef int _run(self, floating *tag, int mode, int64_t n, const void *x,
-                  const int64_t *rows, const int64_t *yi, const void *yf, double *loss,
-                  int64_t *correct) noexcept nogil:
+    cdef int _run(self, floating *tag, int mode, int64_t n, const void *x, int64_t ldx,
+                  const int64_t *x_rows, const int64_t *yi, const void *yf,
+                  const int64_t *y_rows, double *loss, int64_t *correct) noexcept nogil:
         cdef const floating *X = <const floating *>x
         cdef const floating *Y = <const floating *>yf
         cdef const fsgd_opt *opt = NULL
         cdef const fsgd_update_plan *up = NULL
         cdef int st
         if mode == 0:    # evaluate: forward and cost
-            st = _core.net_forward(&self.net, n, X, self.ldx, rows, False)
+            st = _core.net_forward(&self.net, n, X, ldx, x_rows, False)
             if st == 0:
-                st = _core.net_cost(&self.net, n, yi, Y, rows, False, loss, correct)
+                st = _core.net_cost(&self.net, n, yi, Y, y_rows, False, loss, correct)
             return st
         if mode == 1 or mode == 2:   # fused: forward, cost, backward (1: and the step)
             if mode == 1:
                 opt = &self.update.opt
                 up = &self.update.plan
-            return _core.net_train_batch(&self.net, opt, up, n, X, self.ldx, rows, yi, Y,
-                                         rows, loss, correct)
+            return _core.net_train_batch(&self.net, opt, up, n, X, ldx, x_rows, yi, Y,
+                                         y_rows, loss, correct)
         if mode == 3:    # forward, activation applied
-            return _core.net_forward(&self.net, n, X, self.ldx, rows, True)
+            return _core.net_forward(&self.net, n, X, ldx, x_rows, True)
         if mode == 4:    # forward for the cost
-            return _core.net_forward(&self.net, n, X, self.ldx, rows, False)
+            return _core.net_forward(&self.net, n, X, ldx, x_rows, False)
         if mode == 5:    # cost and dL/dZ
-            return _core.net_cost(&self.net, n, yi, Y, rows, True, loss, correct)
-        return _core.net_backward(&self.net, n, X, self.ldx, rows)   # 6: backward
+            return _core.net_cost(&self.net, n, yi, Y, y_rows, True, loss, correct)
+        return _core.net_backward(&self.net, n, X, ldx, x_rows)   # 6: backward
+
+    cdef int _fill_batch(self, int64_t start, int64_t n) except -1:
+        """Gather and convert rows [start, start+n) of the bound order into the
+        batch buffer; ValueError naming the row when one is not finite."""
+        cdef const int64_t *rows = NULL
+        cdef const char *src
+        cdef int64_t first_bad
+        cdef int kind
+        cdef int nt = self.net.nthreads
+        cdef int64_t n_in = self.layers[0].n_in, ldx
+        cdef double scale = self.inputs.scale, offset = self.inputs.offset
+        idx = self.order[start:start + n]
+        if self.inputs.mode == "convert":
+            data = self.inputs.data
+            kind = self.inputs.kind
+            ldx = self.ldx
+            src = <const char *>_ptr(data)
+            if self.ordered:
+                rows = <const int64_t *>_ptr(self.order) + start
+            else:
+                src += start * ldx * data.itemsize
+        else:   # "rows": fetch in increasing order, then put back in batch order
+            sorted_idx = np.sort(idx)
+            fetched = np.asarray(self.inputs.data[sorted_idx])
+            if fetched.shape != (n, n_in):
+                raise ValueError(f"X[rows] returned shape {fetched.shape}, expected {(n, n_in)}")
+            fetched = fetched[np.searchsorted(sorted_idx, idx)]
+            if fetched.dtype.kind not in "fiu":
+                raise TypeError(f"X rows have dtype {fetched.dtype}; expected real numbers")
+            data = np.ascontiguousarray(fetched, dtype=fetched.dtype.newbyteorder("="))
+            if data.dtype not in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64,
+                                  np.float32, np.float64):
+                data = data.astype(np.float64)
+            kind = [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64, np.float32,
+                    np.float64].index(data.dtype.type)
+            src = <const char *>_ptr(data)
+            ldx = n_in
+        cdef void *out = _ptr(self.Xb)
+        with nogil:
+            if self.f64:
+                first_bad = _core.convert_rows(nt, kind, n, n_in, src, ldx, rows, scale, offset,
+                                               <double *>out)
+            else:
+                first_bad = _core.convert_rows(nt, kind, n, n_in, src, ldx, rows, scale, offset,
+                                               <float *>out)
+        if first_bad >= 0:
+            raise ValueError(f"X row {int(idx[first_bad])} contains NaN or infinite values (in "
+                             f"the batch of rows {start}..{start + n - 1} of this epoch's order); "
+                             f"the weights are as they were before this batch")
+        return 0
 
     cdef tuple _batch(self, int64_t start, int64_t n, int mode):
-        if self.X is None:
+        if self.inputs is None:
             raise RuntimeError("bind() data first")
         if start < 0 or n < 1 or start + n > self.n_bound or n > self.net.capacity:
             raise ValueError(f"batch [{start}, {start + n}) outside the data or the buffers")
@@ -310,26 +389,41 @@ cdef class Net:
         if mode == 1 and self.update is None:
             raise RuntimeError("set_update() first")
         cdef const int64_t *rows = NULL
+        cdef const int64_t *x_rows = NULL
         cdef const int64_t *yi = <const int64_t *>_ptr(self.y_int)
         cdef const char *yf = <const char *>_ptr(self.y_float)
         cdef const char *x = <const char *>_ptr(self.X)
         cdef int64_t es = 8 if self.f64 else 4
+        cdef int64_t ldx = self.ldx
+        cdef str how = self.inputs.mode
         if self.ordered:
             rows = <const int64_t *>_ptr(self.order) + start
-        else:   # data order: the batch is a contiguous block, read in place
-            x += start * self.ldx * es
+        else:   # data order: the batch is a contiguous block
             if yi != NULL:
                 yi += start
             if yf != NULL:
                 yf += start * self.layers[self.net.n_layers - 1].n_out * es
+        if how == "direct":
+            x_rows = rows
+            if not self.ordered:
+                x += start * ldx * es
+        elif how == "csr":
+            x_rows = rows
+        elif mode not in (5, 6):   # the batch buffer: filled once per batch
+            self._fill_batch(start, n)
+            ldx = self.layers[0].n_in
+        else:
+            ldx = self.layers[0].n_in
         cdef double loss = 0.0
         cdef int64_t correct = 0
         cdef int st
         with nogil:
             if self.f64:
-                st = self._run(<double *>NULL, mode, n, x, rows, yi, yf, &loss, &correct)
+                st = self._run(<double *>NULL, mode, n, x, ldx, x_rows, yi, yf, rows, &loss,
+                               &correct)
             else:
-                st = self._run(<float *>NULL, mode, n, x, rows, yi, yf, &loss, &correct)
+                st = self._run(<float *>NULL, mode, n, x, ldx, x_rows, yi, yf, rows, &loss,
+                               &correct)
         _core.check_status(st)
         if mode == 1:
             self.update.opt.step += 1
@@ -363,13 +457,14 @@ cdef class Net:
         self._batch(start, n, 6)
 
     def predict_into(self, X, out):
-        """Forward ``X`` in chunks of the buffer capacity into ``out``."""
+        """Forward ``X`` (anything :meth:`bind` takes) in chunks of the buffer
+        capacity into ``out``."""
         cdef int64_t n_out = self.layers[self.net.n_layers - 1].n_out
         require(out, "out", dtype=self.plan.dtype, ndim=2, writeable=True)
         self.bind(X)
-        if out.shape != (X.shape[0], n_out):
-            raise ValueError(f"out has shape {out.shape}, expected {(X.shape[0], n_out)}")
-        cdef int64_t total = X.shape[0], cap = self.net.capacity, start = 0, m
+        if out.shape != (self.n_bound, n_out):
+            raise ValueError(f"out has shape {out.shape}, expected {(self.n_bound, n_out)}")
+        cdef int64_t total = self.n_bound, cap = self.net.capacity, start = 0, m
         cdef size_t es = 8 if self.f64 else 4
         cdef char *op = <char *>_ptr(out)
         cdef const void *last = self.layers[self.net.n_layers - 1].A
@@ -381,5 +476,7 @@ cdef class Net:
                     memcpy(op + start * n_out * es, last, m * n_out * es)
                 start += m
         finally:
+            self.inputs = None
             self.X = None
+            self.net.x_csr = NULL
         return out

@@ -115,6 +115,8 @@ class NetworkPlan:
     grads: Optional[np.ndarray]    #: flat gradients (training plans)
     cost: Optional[str]            #: the cost fused with the output layer, or None
     layers: List[LayerPlan]
+    input_scale: float = 1.0       #: inputs are read as x * input_scale + input_offset
+    input_offset: float = 0.0
 
     @property
     def training(self):
@@ -146,5 +148,8 @@ def build_plan(model, capacity, *, cost=None, training=False, grads=None):
             n_in=layer.input_dim, n_out=layer.units, w_offset=w.offset, b_offset=b.offset,
             A=np.empty((capacity, layer.units), dtype),
             D=np.empty((capacity, layer.units), dtype) if training else None))
+    scale, offset = (1.0, 0.0) if model.rescaling is None else (model.rescaling.scale,
+                                                                model.rescaling.offset)
     return NetworkPlan(dtype=dtype, capacity=capacity, layout=layout, params=params,
-                       grads=grads, cost=cost, layers=layers)
+                       grads=grads, cost=cost, layers=layers, input_scale=scale,
+                       input_offset=offset)

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from . import _core, _model_file, _net, _ops
+from . import _core, _inputs, _model_file, _net, _ops
 from ._network import Layout, build_plan, layer_segments
-from ._validate import as_float_matrix, check_choice, check_float, check_int
+from ._validate import check_choice, check_float, check_int
 
 ACTIVATIONS = tuple(_core.ACTIVATIONS)
 
@@ -232,6 +232,31 @@ class Dense:
         return f"Dense({self.units}, activation={self.activation!r})"
 
 
+class Rescaling:
+    """Scale the inputs: ``x * scale + offset`` (Keras's name and meaning).
+
+    It has no parameters and may only stand first in a :class:`Sequential`,
+    where it is fused into the conversion of each mini-batch (e.g. uint8
+    pixels with ``Rescaling(1 / 255)``): no separate pass, no converted copy
+    of the data.
+
+    Parameters
+    ----------
+    scale : float
+    offset : float
+    """
+
+    def __init__(self, scale, offset=0.0):
+        self.scale = check_float("scale", scale)
+        self.offset = check_float("offset", offset)
+
+    def get_config(self):
+        return {"scale": self.scale, "offset": self.offset}
+
+    def __repr__(self):
+        return f"Rescaling({self.scale!r}, offset={self.offset!r})"
+
+
 class Sequential:
     """A stack of :class:`Dense` layers.
 
@@ -255,9 +280,15 @@ class Sequential:
         if isinstance(layers, Dense):
             layers = [layers]
         layers = list(layers)
+        #: the input scaling (a leading Rescaling layer), or None
+        self.rescaling = None
+        if layers and isinstance(layers[0], Rescaling):
+            self.rescaling = layers.pop(0)
         if not layers:
             raise ValueError("layers must hold at least one Dense layer")
         for i, layer in enumerate(layers):
+            if isinstance(layer, Rescaling):
+                raise ValueError("Rescaling may only stand first in a Sequential")
             if not isinstance(layer, Dense):
                 raise TypeError(f"layers[{i}] must be a fastsgd.Dense, got {type(layer).__name__}")
         if len({id(layer) for layer in layers}) != len(layers):
@@ -377,6 +408,9 @@ class Sequential:
         """Print a table of layers, output shapes and parameter counts, as Keras does."""
         rows = []
         n = self.input_dim
+        if self.rescaling is not None:
+            rows.append((f"rescaling (x * {self.rescaling.scale:g} + {self.rescaling.offset:g})",
+                         f"(None, {n if n is not None else '?'})", "0"))
         for i, layer in enumerate(self.layers):
             params = "?" if n is None else f"{n * layer.units + layer.units:,}"
             rows.append((f"dense_{i} (Dense, {layer.activation})", f"(None, {layer.units})", params))
@@ -399,21 +433,32 @@ class Sequential:
     def predict(self, X, batch_size=1024):
         """Outputs of the network for ``X`` (n, inputs), computed in chunks of ``batch_size``."""
         batch_size = check_int("batch_size", batch_size, minimum=1)
-        if not self.built:
-            X = as_float_matrix("X", X, self.dtype)
-            self.build(X.shape[1])
-        X = as_float_matrix("X", X, self.dtype, self.input_dim)
-        cap = min(batch_size, X.shape[0])
+        X = self._inputs("X", X)
+        cap = min(batch_size, X.n_rows)
         net = _net.Net(build_plan(self, cap))
-        out = np.empty((X.shape[0], self.output_dim), self.dtype)
+        out = np.empty((X.n_rows, self.output_dim), self.dtype)
         return net.predict_into(X, out)
+
+    def _inputs(self, name, X):
+        """``X`` checked once as :mod:`fastsgd._inputs` reads it (building the
+        model from its width on first use)."""
+        scale, offset = ((1.0, 0.0) if self.rescaling is None
+                         else (self.rescaling.scale, self.rescaling.offset))
+        X = _inputs.prepare(name, X, self.dtype, self.input_dim if self.built else None,
+                            scale=scale, offset=offset)
+        if not self.built:
+            self.build(X.n_features)
+        return X
 
     def __call__(self, X):
         return self.predict(X)
 
     def get_config(self):
-        return {"dtype": self.dtype.name, "seed": self.seed,
-                "layers": [layer.get_config() for layer in self.layers]}
+        cfg = {"dtype": self.dtype.name, "seed": self.seed,
+               "layers": [layer.get_config() for layer in self.layers]}
+        if self.rescaling is not None:
+            cfg["rescaling"] = self.rescaling.get_config()
+        return cfg
 
     @classmethod
     def from_config(cls, config):
@@ -435,6 +480,11 @@ class Sequential:
             if i > 0:
                 cfg.pop("input_dim", None)
             layers.append(Dense(**cfg))
+        rescaling = config.get("rescaling")
+        if rescaling is not None:
+            if not isinstance(rescaling, dict):
+                raise TypeError("config['rescaling'] must be a dict")
+            layers.insert(0, Rescaling(**rescaling))
         return cls(layers, dtype=config.get("dtype", "float32"), seed=config.get("seed"))
 
     def save(self, path, optimizer=None):

@@ -20,7 +20,7 @@ from . import _core, _net
 from . import costs as _costs
 from . import optimizers as _optimizers
 from ._network import build_plan
-from ._validate import as_float_matrix, as_ndarray, check_bool, check_float, check_int
+from ._validate import as_ndarray, check_bool, check_float, check_int
 from .callbacks import Callback, _overrides
 from .layers import Sequential
 
@@ -267,12 +267,11 @@ class Trainer:
         return net, update
 
     def _prepare(self, X, y, name_x="X", name_y="y"):
+        """X as :mod:`fastsgd._inputs` reads it (never converted whole) and the
+        targets as the cost kernel reads them."""
         m = self.model
-        if not m.built:
-            X = as_float_matrix(name_x, X, m.dtype)
-            m.build(X.shape[1])
-        X = as_float_matrix(name_x, X, m.dtype, m.input_dim)
-        t, _ = _prepare_targets(name_y, y, X.shape[0], m.output_dim, self.cost, m.dtype)
+        X = m._inputs(name_x, X)
+        t, _ = _prepare_targets(name_y, y, X.n_rows, m.output_dim, self.cost, m.dtype)
         return X, t
 
     def _evaluate_net(self, net, cap, n):
@@ -358,7 +357,7 @@ class Trainer:
             if n_val < 1 or n_val >= X.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves no samples for "
                                  f"{'validation' if n_val < 1 else 'training'}")
-            X, Xv = X[:-n_val], X[-n_val:]
+            X, Xv = X.head(X.n_rows - n_val), X.tail(n_val)
             t, tv = t[:-n_val], t[-n_val:]
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

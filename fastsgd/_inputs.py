@@ -1,0 +1,166 @@
+"""Training and prediction inputs of every kind, checked once and read batch
+by batch.
+
+:func:`prepare` looks at X once per fit (or predict) and decides how the
+compiled network reads it, without copying what it does not have to:
+
+* ``"direct"``: a C-contiguous, aligned array of the model's dtype (also a
+  ``np.memmap`` or ``np.load(..., mmap_mode="r")``) and no input scaling: the
+  GEMM reads the mini-batch's rows in place.
+* ``"convert"``: any other real NumPy array -- uint8 images, other integer or
+  float dtypes, memory maps of them, non-contiguous views. Each mini-batch's
+  rows are gathered and converted into one batch buffer, with
+  :class:`fastsgd.Rescaling` fused into that conversion. Nothing proportional
+  to the data set is allocated.
+* ``"rows"``: any other 2-D object that supports ``obj[sorted_int_array]`` and
+  has ``shape`` (h5py and zarr datasets, or a small adapter of your own):
+  the rows of a batch are fetched in increasing order, then converted.
+* ``"csr"``: a ``scipy.sparse`` matrix (CSR; CSC and COO are converted
+  once): the first layer works on the nonzeros.
+
+Data that is read in place is checked for NaN and infinity in chunks once per
+fit; data converted per batch is checked per batch, and a bad value raises
+``ValueError`` naming its row before the batch touches any weight.
+"""
+import numbers
+
+import numpy as np
+
+from ._validate import as_ndarray
+
+#: rows checked at a time when an array is scanned for NaN and infinity
+CHECK_CHUNK_ROWS = 8192
+
+#: NumPy element types the batch conversion reads (name -> fsgd_in_kind code)
+_KINDS = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1, np.dtype(np.uint16): 2,
+          np.dtype(np.int16): 3, np.dtype(np.int32): 4, np.dtype(np.int64): 5,
+          np.dtype(np.float32): 6, np.dtype(np.float64): 7}
+
+
+class Inputs:
+    """X as the compiled network will read it (see the module documentation)."""
+
+    def __init__(self, mode, data, n_rows, n_features, *, kind=None, csr=None, scale=1.0,
+                 offset=0.0):
+        self.mode = mode
+        self.data = data            # the array or object rows are read from
+        self.n_rows = n_rows
+        self.n_features = n_features
+        self.kind = kind            # element type code for "convert"
+        self.csr = csr              # (indptr int64, indices int32, data) for "csr"
+        self.scale = scale
+        self.offset = offset
+
+    @property
+    def shape(self):
+        return (self.n_rows, self.n_features)
+
+    def head(self, n):
+        """The first ``n`` rows (a view where the source allows)."""
+        return self._slice(0, n)
+
+    def tail(self, n):
+        """The last ``n`` rows."""
+        return self._slice(self.n_rows - n, self.n_rows)
+
+    def _slice(self, a, b):
+        if self.mode == "csr":
+            indptr, indices, data = self.csr
+            lo, hi = indptr[a], indptr[b]
+            part = (indptr[a:b + 1] - lo, indices[lo:hi], data[lo:hi])
+            return Inputs("csr", None, b - a, self.n_features, csr=part, scale=self.scale,
+                          offset=self.offset)
+        return Inputs(self.mode, self.data[a:b], b - a, self.n_features, kind=self.kind,
+                      scale=self.scale, offset=self.offset)
+
+
+def _is_sparse(X):
+    return hasattr(X, "tocsr") and hasattr(X, "nnz") and type(X).__module__.startswith("scipy")
+
+
+def _check_finite_chunked(name, X, row0=0):
+    """Scan X for NaN/inf in chunks (no full-size temporary)."""
+    if X.dtype.kind != "f":
+        return
+    for a in range(0, X.shape[0], CHECK_CHUNK_ROWS):
+        chunk = X[a:a + CHECK_CHUNK_ROWS]
+        if not np.isfinite(chunk).all():
+            bad = a + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            raise ValueError(f"{name} contains NaN or infinite values (row {row0 + bad})")
+
+
+def _check_shape(name, shape, n_features):
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {tuple(shape)}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no samples")
+    if shape[1] == 0:
+        raise ValueError(f"{name} has no features")
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(f"{name} has {shape[1]} features per sample; the model takes {n_features}")
+
+
+def _prepare_csr(name, X, dtype, n_features):
+    _check_shape(name, X.shape, n_features)
+    X = X.tocsr()
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
+    data = np.ascontiguousarray(X.data, dtype=dtype)
+    if not np.isfinite(data).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    indices = np.ascontiguousarray(X.indices, dtype=np.int32)
+    indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+    if indices.size and (indices.min() < 0 or indices.max() >= X.shape[1]):
+        raise ValueError(f"{name} has column indices outside [0, {X.shape[1]})")
+    if indptr[0] != 0 or indptr[-1] != indices.size or (np.diff(indptr) < 0).any():
+        raise ValueError(f"{name} is not a valid CSR matrix (its indptr is inconsistent)")
+    return Inputs("csr", None, X.shape[0], X.shape[1], csr=(indptr, indices, data))
+
+
+def prepare(name, X, dtype, n_features=None, *, scale=1.0, offset=0.0):
+    """Check ``X`` once and choose how batches read it (see the module doc).
+
+    Returns an :class:`Inputs`. Raises TypeError for non-numeric data and
+    ValueError for a wrong shape or NaN/inf in data read in place.
+    """
+    dtype = np.dtype(dtype)
+    if isinstance(X, Inputs):
+        if n_features is not None and X.n_features != n_features:
+            _check_shape(name, X.shape, n_features)
+        return X
+    if _is_sparse(X):
+        if scale != 1.0 or offset != 0.0:
+            raise ValueError(f"{name} is sparse: Rescaling with an offset would make it dense; "
+                             f"scale the data beforehand")
+        return _prepare_csr(name, X, dtype, n_features)
+    if not isinstance(X, np.ndarray) and hasattr(X, "shape") and hasattr(X, "__getitem__") \
+            and not isinstance(X, (list, tuple)):
+        shape = tuple(X.shape)
+        _check_shape(name, shape, n_features)
+        dt = np.dtype(getattr(X, "dtype", np.float64))
+        if dt.kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers (float or int), got dtype {dt}")
+        return Inputs("rows", X, shape[0], shape[1], scale=scale, offset=offset)
+    X = as_ndarray(name, X, "a 2-D numpy array, a scipy.sparse matrix or a row-indexable dataset")
+    if X.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (float or int), got dtype {X.dtype}")
+    _check_shape(name, X.shape, n_features)
+    native = X.dtype.newbyteorder("=")
+    if (X.dtype == dtype and X.flags.c_contiguous and X.flags.aligned and scale == 1.0
+            and offset == 0.0):
+        _check_finite_chunked(name, X)
+        return Inputs("direct", X, X.shape[0], X.shape[1])
+    if X.dtype.isnative and native in _KINDS and X.flags.aligned and X.strides[1] == X.itemsize \
+            and X.strides[0] >= X.shape[1] * X.itemsize and X.strides[0] % X.itemsize == 0:
+        return Inputs("convert", X, X.shape[0], X.shape[1], kind=_KINDS[native], scale=scale,
+                      offset=offset)
+    # anything else (a big-endian dtype, columns not contiguous): read as rows
+    return Inputs("rows", X, X.shape[0], X.shape[1], scale=scale, offset=offset)
+
+
+def check_scale(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
