@@ -260,7 +260,7 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
         if n_val < 1 or n_val >= X.shape[0]:
             raise ValueError(f"validation_split={validation_split} leaves no samples for "
                              f"{'validation' if n_val < 1 else 'training'}")
-        X, Xv = X[:-n_val], X[-n_val:]
+        X, Xv = X.head(X.n_rows - n_val), X.tail(n_val)
         t, tv = t[:-n_val], t[-n_val:]
     elif validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -293,7 +293,7 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
         if v_rows:
             eval_cap = min(v_rows, max(bs, 1024))
             eval_net = _net.Net(build_plan(model, eval_cap, cost=trainer.cost.name))
-            eval_net.bind(Xv[v_off:v_off + v_rows], tv[v_off:v_off + v_rows])
+            eval_net.bind(Xv.head(v_off + v_rows).tail(v_rows), tv[v_off:v_off + v_rows])
 
     history = History()
     # what the run cost this rank in communication: seconds in the gradient Allreduce, per

@@ -51,6 +51,11 @@ if cfg["mpi"]:
 rank = 0 if comm is None else comm.Get_rank()
 rng = np.random.default_rng(0)
 X = rng.random((300, 12))
+if cfg.get("mmap"):  # every rank maps the same file and reads its rows from it
+    if rank == 0:
+        np.save(os.path.join(work, "X.npy"), X)
+    comm.Barrier()
+    X = np.load(os.path.join(work, "X.npy"), mmap_mode="r")
 if cfg.get("regression"):
     y = X[:, :3].sum(axis=1) - 1.5
     X[37, :] = 1e300  # its batch's cost is infinite: that step is refused, training stops
@@ -190,8 +195,9 @@ def test_one_rank_is_bit_identical_to_a_single_process(tmp_path, single):
 def test_ranks_match_a_single_process(tmp_path, single, ranks):
     # 250 rows at batch size 31: 9 steps an epoch, the last of 2 rows (on 3 ranks one rank
     # has nothing in it); early stopping restores the best weights; the learning rate drops
-    # on plateaus; a batch callback sees the global batch's cost
-    res = train(tmp_path, ranks, "plain", callbacks=["es", "plateau", "batch"])
+    # on plateaus; a batch callback sees the global batch's cost. The 2-rank job reads X
+    # from a memory map.
+    res = train(tmp_path, ranks, "plain", callbacks=["es", "plateau", "batch"], mmap=ranks == 2)
     assert_same_run(single["plain"], res)
     assert len(res[0]["lr"]) == 4 and len(set(res[0]["lr"])) > 1  # the rate was reduced
     for r in res:
