@@ -12,9 +12,10 @@ computes, up to floating-point rounding:
 * Each epoch every rank draws the same seeded permutation. Every global
   mini-batch of ``batch_size`` rows (the last one keeps the remainder, so
   60,000 rows at 128 are still 469 steps) is split into contiguous per-rank
-  slices of ``ceil(rows / ranks)`` or ``floor(rows / ranks)`` rows. A rank
-  reads only the rows of its slices (a memory-mapped X is paged in slice by
-  slice). It runs forward, cost and backward on its slice, which gives the
+  slices of ``ceil(rows / ranks)`` or ``floor(rows / ranks)`` rows. Each rank
+  is given the whole X (an array, or a memory map of one file) but, apart
+  from the check for NaN and infinity once per fit, reads only the rows of
+  its slices. It runs forward, cost and backward on its slice, which gives the
   gradient of the slice's mean cost; scaled by ``slice_rows / batch_rows``,
   the sum over the ranks is the gradient of the batch's mean cost, uneven
   and empty slices included (an empty slice contributes zeros).
@@ -64,7 +65,11 @@ Threads: each rank uses, in this order of precedence, ``threads_per_rank``
 ``cores // ranks_on_this_node`` (at least 1). Ranks on the same node are
 found with ``comm.Split_type(MPI.COMM_TYPE_SHARED)``; the cores are those
 in the CPU affinity set of the ranks on the node: when the launcher bound
-each rank to its own cores, a rank uses the cores of its own set.
+each rank to its own cores, a rank uses the cores of its own set. ``fit``
+applies the count with :func:`fastsgd.set_num_threads`.
+
+``History.comm`` records ``ranks``, ``threads`` and, per epoch, the seconds
+this rank spent in the gradient Allreduce (waiting for slower ranks included).
 """
 import contextlib
 import hashlib
