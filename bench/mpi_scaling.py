@@ -13,17 +13,17 @@ thread per rank, one warm-up epoch then the median of the timed epochs:
 seconds per epoch, the share of the epoch each rank spends in the gradient
 Allreduce (waiting for the slowest rank included: ``History.comm``), and the
 cost of one Allreduce of the gradient buffer when all ranks arrive together
-(a barrier, then 100 calls).
+(a barrier, then the median of 100 calls).
 
-Measured in one process on one thread, for the model: the time of forward,
-cost and backward on a slice of m rows (m = 128, 64, ..., 2) and of the
-optimizer step over all parameters; the rest of a 1-rank step (Python,
-scaling) is the 1-rank job's step time minus those.
+Measured in one process on one thread, for the model: a rank's step without
+the Allreduce -- forward, cost and backward on a slice of m rows (m = 128,
+64, ..., 2), the SGD step over all parameters and the Python around them --
+and the scaling of the gradient by slice/batch rows.
 
 The model (on paper, not measured): one rank per node, each computing at
 this machine's measured one-thread speed; a step on p nodes takes
-compute(ceil(128 / p) rows) + step + rest + allreduce(p), where the
-allreduce of S bytes costs min(ceil(log2 p) (a + S/b), 2 (p-1) a +
+step(ceil(128 / p) rows) + scale + allreduce(p), where the allreduce of S
+bytes costs min(ceil(log2 p) (a + S/b), 2 (p-1) a +
 2 (p-1)/p S/b) (recursive doubling or ring) on a network of latency a and
 bandwidth b, given for two networks below.
 """
@@ -80,12 +80,13 @@ def job(a):
     shares = comm.gather(statistics.median(share), root=0)
     # one Allreduce of the gradient buffer when every rank arrives together
     buf = np.zeros(model.count_params() + 3, np.float32)
-    calls = 100
+    calls = []
     comm.Barrier()
-    t0 = time.perf_counter()
-    for _ in range(calls):
+    for _ in range(100):
+        t0 = time.perf_counter()
         comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-    pure = comm.allreduce((time.perf_counter() - t0) / calls, op=MPI.MAX)
+        calls.append(time.perf_counter() - t0)
+    pure = comm.allreduce(statistics.median(calls), op=MPI.MAX)
     if comm.Get_rank() == 0:
         print(json.dumps({"net": a.net, "ranks": comm.Get_size(), "threads": h.comm["threads"],
                           "seconds": statistics.median(secs), "epochs": secs,
@@ -108,21 +109,24 @@ def compute(a):
     net = _net.Net(plan)
     net.bind(X, y.astype(np.int64))
     net.set_order(np.random.default_rng(0).permutation(X.shape[0]).astype(np.int64))
-    for m in SLICES:
+    opt = fastsgd.SGD(NETS[a.net][3])
+    slots = opt.build(plan.layout, plan.dtype, owner=model)
+    update = _net.Update(plan.params, plan.grads, slots, opt.segments(plan.layout, model.layers))
+    update.configure(opt.hyper())
+    tail = np.zeros(3, np.float32)
+    for m in SLICES:  # what fastsgd.distributed does in a step, but the Allreduce
         reps = max(20, 2000 // m) if a.net == "intermediate" else max(10, 400 // m)
         times = []
         for r in range(reps):
             s = (r * m) % (X.shape[0] - m)
             t0 = time.perf_counter()
             net.forward(s, m, out_act=False)
-            net.cost(s, m)
+            ls, c = net.cost(s, m)
             net.backward(s, m)
+            tail[0], tail[1], tail[2] = 0, ls, c
+            update.run()
             times.append(time.perf_counter() - t0)
         out["slice"][m] = statistics.median(times)
-    opt = fastsgd.SGD(NETS[a.net][3])
-    slots = opt.build(plan.layout, plan.dtype, owner=model)
-    update = _net.Update(plan.params, plan.grads * 1e-9, slots, opt.segments(plan.layout, model.layers))
-    update.configure(opt.hyper())
     times = []
     for _ in range(200):
         t0 = time.perf_counter()
@@ -161,25 +165,24 @@ def modelled(meas, comp):
     """Per network: modelled seconds per epoch and speedup on NODES nodes."""
     one = next(r for r in meas if r["ranks"] == 1)
     steps = one["steps"]
-    step1 = one["seconds"] / steps
-    rest = max(step1 - comp["slice"][BATCH] - comp["update"], 0.0)
+    step1 = comp["slice"][BATCH]
     size = 4 * (comp["params"] + 3)
     rows = []
     for name, lat, bw in NETWORKS:
         for p in NODES:
             c = comp["slice"][-(-BATCH // p)]  # NODES are powers of 2: a measured slice
             ar = allreduce_model(p, size, lat, bw)
-            step = c + comp["update"] + (comp["scale"] if p > 1 else 0.0) + rest + ar
+            step = c + (comp["scale"] if p > 1 else 0.0) + ar
             rows.append({"network": name, "nodes": p, "compute": c, "allreduce": ar,
                          "step": step, "epoch": step * steps, "speedup": step1 / step,
                          "allreduce_share": ar / step})
-    return {"rest": rest, "step1": step1, "bytes": size, "rows": rows}
+    return {"step1": step1, "bytes": size, "rows": rows}
 
 
 def to_markdown(out):
     L = [f"Load (`uptime`) before: {out['uptime_before']}; after: {out['uptime_after']}.", ""]
     L += ["| net | ranks | threads/rank | s/epoch (median) | speedup | Allreduce share of the step "
-          "(per rank) | one Allreduce, all ranks ready (ms) | accuracy after the last epoch |",
+          "(per rank) | one Allreduce, all ranks ready (median, ms) | accuracy after the last epoch |",
           "|---|---|---|---|---|---|---|---|"]
     for net, meas in out["measured"].items():
         base = next(r["seconds"] for r in meas if r["ranks"] == 1)
@@ -188,8 +191,9 @@ def to_markdown(out):
             L.append(f"| {net} | {r['ranks']} | {r['threads']} | {r['seconds']:.3f} | "
                      f"{base / r['seconds']:.2f} | {shares} | {1e3 * r['allreduce_call']:.3f} | "
                      f"{r['accuracy']:.4f} |")
-    L += ["", "One process, one thread: forward + cost + backward on a slice of m rows (ms), "
-          "and the SGD step over all parameters (ms).", "",
+    L += ["", "One process, one thread, median of many steps: a rank's step without the "
+          "Allreduce (forward, cost, backward on a slice of m rows, the SGD step over all "
+          "parameters, the Python around them), in ms; and the SGD step alone.", "",
           "| net | parameters | " + " | ".join(f"m={m}" for m in SLICES) + " | step |",
           "|---|---|" + "---|" * (len(SLICES) + 1)]
     for net, comp in out["compute"].items():
@@ -199,8 +203,7 @@ def to_markdown(out):
     L += ["", "**Model, not measured**: seconds per epoch on p nodes, one rank per node at this "
           "machine's one-thread speed, global batch 128 (the same training as one process).", ""]
     for net, mod in out["model"].items():
-        L += [f"{net} ({mod['bytes'] / 1e6:.2f} MB Allreduce per step; other per-step work "
-              f"{1e3 * mod['rest']:.3f} ms):", "",
+        L += [f"{net} ({mod['bytes'] / 1e6:.2f} MB Allreduce per step):", "",
               "| network | " + " | ".join(f"p={p}" for p in NODES) + " |",
               "|---|" + "---|" * len(NODES)]
         for name, _, _ in NETWORKS:

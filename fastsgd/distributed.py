@@ -279,6 +279,16 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
     bs = min(trainer.batch_size, n)
     n_batches = -(-n // bs)
     params, layout = model._flat_parameters()  # broadcast from rank 0 below
+    # the ranks must run the same loop, or one would wait for the others forever
+    shape = (n, bs, epochs, layout.size, str(model.dtype), trainer.cost.name, trainer.shuffle,
+             None if Xv is None else Xv.shape[0], type(opt).__name__)
+    shapes = comm.allgather(shape)
+    differ = [r for r, s in enumerate(shapes) if s != shapes[0]]
+    if differ:
+        raise ValueError(f"every rank must call fit with the same data sizes and settings: rank(s) "
+                         f"{', '.join(map(str, differ))} differ from rank 0 ((rows, batch_size, "
+                         f"epochs, parameters, dtype, cost, shuffle, validation rows, optimizer): "
+                         f"{shapes[0]} on rank 0, {shapes[differ[0]]} on rank {differ[0]})")
 
     # the flat gradients and, after them, [ranks with a non-finite cost, cost sum, correct]:
     # one buffer, one Allreduce per step

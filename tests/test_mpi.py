@@ -246,6 +246,18 @@ def test_a_failing_rank_ends_the_job(tmp_path, how):
 
 
 @needs_mpi
+def test_ranks_given_different_settings_fail_instead_of_waiting(tmp_path):
+    code = ("from mpi4py import MPI; import numpy as np; from fastsgd import *\n"
+            "c = MPI.COMM_WORLD\n"
+            "m = Sequential([Dense(3, 'softmax', input_dim=4)], dtype='float64', seed=0)\n"
+            "X = np.random.default_rng(0).random((40, 4)); y = X[:, :3].argmax(1)\n"
+            "Trainer(m, 'cross_entropy', SGD(), comm=c).fit(X, y, epochs=2 + c.rank, verbose=0)\n")
+    rc, _, err, seconds = _run([MPIEXEC, "-n", "2", sys.executable, "-c", code], tmp_path)
+    assert rc != 0 and seconds < 60
+    assert "failed: ValueError: every rank must call fit with the same" in err
+
+
+@needs_mpi
 def test_cli_under_mpiexec(tmp_path):
     save = tmp_path / "model.npz"
     rc, out, err, _ = _run([MPIEXEC, "-n", "2", sys.executable, "-m", "fastsgd", "train", "--sample",
