@@ -25,7 +25,9 @@ this machine's measured one-thread speed; a step on p nodes takes
 step(ceil(128 / p) rows) + scale + allreduce(p), where the allreduce of S
 bytes costs min(ceil(log2 p) (a + S/b), 2 (p-1) a +
 2 (p-1)/p S/b) (recursive doubling or ring) on a network of latency a and
-bandwidth b, given for two networks below.
+bandwidth b, given for two networks below. For comparison the model is
+also given for 128 rows per node (a global batch of 128 p rows: other
+training than one process, not what ``comm`` computes for batch_size=128).
 """
 import argparse
 import json
@@ -176,6 +178,11 @@ def modelled(meas, comp):
             rows.append({"network": name, "nodes": p, "compute": c, "allreduce": ar,
                          "step": step, "epoch": step * steps, "speedup": step1 / step,
                          "allreduce_share": ar / step})
+            # 128 rows per node: a global batch of 128 p rows, fewer steps (other training)
+            weak = comp["slice"][BATCH] + (comp["scale"] if p > 1 else 0.0) + ar
+            weak_steps = -(-steps * BATCH // (BATCH * p))
+            rows[-1].update({"weak_epoch": weak * weak_steps,
+                             "weak_speedup": step1 * steps / (weak * weak_steps)})
     return {"step1": step1, "bytes": size, "rows": rows}
 
 
@@ -212,6 +219,16 @@ def to_markdown(out):
                 f"{r['epoch']:.2f} s ({r['speedup']:.1f}×, {100 * r['allreduce_share']:.0f}% comm)"
                 for r in rows) + " |")
         L.append("")
+    L += ["**Model, not measured**, for comparison: 128 rows per node, so a global batch of "
+          "128·p rows and 469/p steps per epoch (other training than one process at batch 128: "
+          "the learning rate would need retuning). Seconds per epoch and speedup.", "",
+          "| net, network | " + " | ".join(f"p={p}" for p in NODES) + " |",
+          "|---|" + "---|" * len(NODES)]
+    for net, mod in out["model"].items():
+        for name, _, _ in NETWORKS:
+            rows = [r for r in mod["rows"] if r["network"] == name]
+            L.append(f"| {net}, {name.split(' (')[0]} | " + " | ".join(
+                f"{r['weak_epoch']:.3f} s ({r['weak_speedup']:.1f}×)" for r in rows) + " |")
     return "\n".join(L)
 
 

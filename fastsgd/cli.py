@@ -182,7 +182,9 @@ def _train(args, out, comm=None):
         from . import distributed
         threads, how = distributed.default_threads(comm, args.threads)
         local = distributed.ranks_on_node(comm)[0]
-        out(f"mpi: data-parallel training over {comm.Get_size()} ranks ({local} on this node), "
+        size = comm.Get_size()
+        out(f"mpi: data-parallel training over {size} rank{'s' if size > 1 else ''} "
+            f"({local} on this node), "
             f"{threads} thread{'s' if threads > 1 else ''} per rank ({how})")
         distributed.setup_threads(comm, args.threads)
     cfg = dict(NETS[args.net])

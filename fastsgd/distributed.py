@@ -36,10 +36,12 @@ computes, up to floating-point rounding:
 
 Why the ranks hold bit-identical weights: they start from the same bits,
 and each step applies the same deterministic update to the same reduced
-gradient. ``MPI_Allreduce`` delivers the same result to every rank (MPICH
-and Open MPI reduce each element once and distribute it, or combine in a
-tree whose shape every rank shares; IEEE addition is commutative, so
-``a + b`` and ``b + a`` are the same bits). We do not take this on trust:
+gradient. That the reduced gradient is the same bits on every rank is what
+MPICH's and Open MPI's ``MPI_Allreduce`` algorithms give (they reduce each
+element once and distribute the result, or combine in a tree whose shape
+every rank shares, and IEEE addition is commutative: ``a + b`` and ``b + a``
+are the same bits); the MPI standard only recommends it. We do not take it
+on trust:
 ``Trainer(..., check_sync=True)`` (or ``FASTSGD_CHECK_SYNC=1``) compares a
 BLAKE2 digest of the weights and the optimizer's state across the ranks at
 the end of every epoch and raises if any rank differs, and the test suite
