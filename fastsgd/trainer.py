@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from . import _core, _net
+from . import _core, _feeds, _net
 from . import costs as _costs
 from . import optimizers as _optimizers
 from ._network import build_plan
@@ -134,6 +134,14 @@ def _finish_on_interrupt(fit):
     return run
 
 
+def _is_source(X, y):
+    """True for a streamed source: y is None and X is a callable or an
+    iterable of (X, y) chunks rather than an array."""
+    if y is not None or isinstance(X, (np.ndarray, str, bytes)) or hasattr(X, "shape"):
+        return False
+    return callable(X) or hasattr(X, "__iter__")
+
+
 class _Progress:
     """Per-epoch progress: a bar on a terminal (verbose=1), else one line per epoch."""
 
@@ -151,12 +159,17 @@ class _Progress:
             self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
     def batch(self, done, loss):
+        self.done = done
         if not self.tty:
             return
         now = time.perf_counter()
-        if now - self._last < 0.1 and done < self.batches:
+        if now - self._last < 0.1 and (self.batches is None or done < self.batches):
             return
         self._last = now
+        if self.batches is None:   # a streamed source's first epoch: the count is not known
+            self.stream.write(f"\r{done} batches - loss: {loss:.4f}")
+            self.stream.flush()
+            return
         width = 30
         filled = int(width * done / self.batches)
         bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
@@ -175,7 +188,8 @@ class _Progress:
                 parts.append(f"{k}: {logs[k]:.4f}")
         line = " - ".join(parts)
         if self.tty:
-            self.stream.write(f"\r{self.batches}/{self.batches} - {line}\x1b[K\n")
+            n = self.batches if self.batches is not None else getattr(self, "done", 0)
+            self.stream.write(f"\r{n}/{n} - {line}\x1b[K\n")
         else:
             self.stream.write(f"Epoch {epoch + 1}/{self.epochs} - {line}\n")
         self.stream.flush()
@@ -195,13 +209,22 @@ class Trainer:
     batch_size : int
         Samples per mini-batch (>= 1). The last batch of an epoch keeps the
         remainder.
-    shuffle : bool
-        Draw a new permutation each epoch (True) or keep the data order.
+    shuffle : bool or "chunks"
+        Draw a new permutation each epoch (True), keep the data order
+        (False), or shuffle chunk-ordered for data read from disk
+        (``"chunks"``: see :mod:`fastsgd._feeds`).
     seed : int or None
         Fixes the shuffling. None takes the model's seed when it has one.
+    chunk_rows, buffer_chunks : int
+        The chunk-ordered shuffle's chunk size and how many chunks are mixed
+        at a time (``shuffle="chunks"``).
+    shuffle_buffer : int
+        Rows gathered and shuffled at a time when training from a streamed
+        source (see :meth:`fit`).
     """
 
-    def __init__(self, model, cost, optimizer, *, batch_size=32, shuffle=True, seed=None):
+    def __init__(self, model, cost, optimizer, *, batch_size=32, shuffle=True, seed=None,
+                 chunk_rows=4096, buffer_chunks=4, shuffle_buffer=10000):
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a fastsgd.Sequential, got {type(model).__name__}")
         self.model = model
@@ -213,7 +236,10 @@ class Trainer:
                              f"last layer uses {out_act!r}")
         self.optimizer = _optimizers.get(optimizer)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.shuffle = check_bool("shuffle", shuffle)
+        self.shuffle = shuffle if shuffle == "chunks" else check_bool("shuffle", shuffle)
+        self.chunk_rows = check_int("chunk_rows", chunk_rows, minimum=1)
+        self.buffer_chunks = check_int("buffer_chunks", buffer_chunks, minimum=1)
+        self.shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, minimum=1)
         if seed is not None:
             seed = check_int("seed", seed, minimum=0)
         elif model.seed is not None:
@@ -253,6 +279,20 @@ class Trainer:
         t, _ = _prepare_targets(name_y, y, X.n_rows, m.output_dim, self.cost, m.dtype)
         return X, t
 
+    def _prepare_chunk(self, X, y, k):
+        """One chunk of a streamed source, checked (rows converted per batch later)."""
+        m = self.model
+        name = f"source item {k}"
+        if not isinstance(X, np.ndarray):
+            X = as_ndarray(f"{name}: X", X, "a 2-D numpy array")
+        if X.dtype.kind not in "fiu":
+            raise TypeError(f"{name}: X must hold real numbers, got dtype {X.dtype}")
+        if X.ndim != 2 or X.shape[1] != m.input_dim:
+            raise _feeds.SourceError(f"{name}: X has shape {X.shape}; the model takes "
+                                     f"(rows, {m.input_dim})")
+        t, _ = _prepare_targets(f"{name}: y", y, X.shape[0], m.output_dim, self.cost, m.dtype)
+        return X, t
+
     def _evaluate_net(self, net, cap, n):
         """Mean cost (and accuracy) over the ``n`` rows bound to ``net``."""
         loss = 0.0
@@ -268,17 +308,24 @@ class Trainer:
 
     # -- public API -------------------------------------------------------------
     @_finish_on_interrupt
-    def fit(self, X, y, *, epochs=1, validation_data=None, validation_split=0.0, callbacks=(),
+    def fit(self, X, y=None, *, epochs=1, validation_data=None, validation_split=0.0, callbacks=(),
             verbose=1, initial_epoch=0):
         """Train for ``epochs`` passes over ``(X, y)``.
 
         Parameters
         ----------
-        X : array, shape (n, inputs)
-            Any real dtype and memory layout; converted once per fit (never
-            per batch) to a C-contiguous array of the model's dtype.
-        y : array
-            Integer class labels (n,) or targets (n, units).
+        X : array-like, shape (n, inputs), or a streamed source
+            A NumPy array of any real dtype and layout (uint8 images, memory
+            maps of ``.npy`` files, ...), a ``scipy.sparse`` matrix, or any
+            row-indexable 2-D dataset: never converted whole -- arrays of the
+            model's dtype are read in place, others converted batch by batch
+            (see :mod:`fastsgd._inputs`). Or a streamed source with ``y=None``:
+            an iterable of ``(X_chunk, y_chunk)`` pairs that can be iterated
+            again each epoch, or a callable returning one (see
+            :mod:`fastsgd._feeds`); an epoch is one pass over it.
+        y : array or None
+            Integer class labels (n,) or targets (n, units); None for a
+            source.
         epochs : int
         validation_data : (X_val, y_val), optional
         validation_split : float in [0, 1)
@@ -324,7 +371,16 @@ class Trainer:
         if validation_data is not None and validation_split:
             raise ValueError("give validation_data or validation_split, not both")
 
-        X, t = self._prepare(X, y)
+        stream = _is_source(X, y)
+        if stream:
+            if validation_split:
+                raise ValueError("validation_split needs arrays; give a streamed source "
+                                 "validation_data instead")
+            if not self.model.built:
+                raise ValueError("give the first layer input_dim to train from a streamed "
+                                 "source (its width is not known before the first chunk)")
+        else:
+            X, t = self._prepare(X, y)
         Xv = tv = None
         if validation_split:
             n_val = int(math.floor(X.shape[0] * validation_split))
@@ -339,12 +395,17 @@ class Trainer:
             Xv, tv = self._prepare(validation_data[0], validation_data[1], "validation X",
                                    "validation y")
 
-        n = X.shape[0]
-        bs = min(self.batch_size, n)
-        n_batches = -(-n // bs)
+        bs = self.batch_size if stream else min(self.batch_size, X.shape[0])
         net, update = self._build_net(bs, training=True)
         self._run.update = update
-        net.bind(X, t)
+        batch_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
+        if stream:
+            feed = _feeds.StreamFeed(net, X, self._prepare_chunk, bs, self.shuffle, self._rng,
+                                     self.shuffle_buffer)
+        else:
+            feed = _feeds.ArrayFeed(net, X, t, bs, self.shuffle, self._rng, self.chunk_rows,
+                                    self.buffer_chunks, read_only_indices=bool(batch_cbs))
+        n_batches = feed.n_batches
         eval_net = None
         if Xv is not None:
             eval_cap = min(Xv.shape[0], max(bs, 1024))
@@ -363,12 +424,10 @@ class Trainer:
         for cb in callbacks:
             cb.set_trainer(self)
             cb.set_params(params)
-        batch_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         progress = _Progress(verbose, epochs, n_batches)
         classification = self._classification()
         acc_denom = self._judged_per_sample()
         opt = self.optimizer
-        order = np.arange(n, dtype=np.int64)  # the rows of each epoch, in batch order
 
         self._run.callbacks = callbacks
         self._run.initial_epoch = initial_epoch
@@ -379,21 +438,14 @@ class Trainer:
                 cb.on_epoch_begin(epoch, {"lr": opt.lr})
             update.configure(opt.hyper())
             lr_used = opt.lr
-            if self.shuffle:
-                perm = np.asarray(self._rng.permutation(n), dtype=np.int64)
-                net.set_order(perm)
-                order = perm
-            if batch_cbs:
-                order.flags.writeable = False
+            progress.batches = feed.n_batches
             progress.epoch_begin(epoch)
             t0 = time.perf_counter()
             loss_sum = 0.0
             correct = 0
             seen = 0
             stopped = False
-            for b in range(n_batches):
-                start = b * bs
-                nb = min(bs, n - start)
+            for b, (start, nb, indices) in enumerate(feed.epoch(epoch)):
                 try:
                     ls, c = net.train_batch(start, nb)
                 except _core.NonFiniteError:
@@ -411,8 +463,7 @@ class Trainer:
                 correct += c
                 seen += nb
                 if batch_cbs:
-                    blogs = {"batch": b, "size": nb, "loss": ls / nb,
-                             "indices": order[start:start + nb]}
+                    blogs = {"batch": b, "size": nb, "loss": ls / nb, "indices": indices}
                     if classification:
                         blogs["accuracy"] = c / (nb * acc_denom)
                     for cb in batch_cbs:
@@ -447,6 +498,19 @@ class Trainer:
         for cb in callbacks:
             cb.on_train_end({})
         return history
+
+    def partial_fit(self, X, y=None):
+        """One pass over ``(X, y)`` (or a streamed source) as one or more
+        mini-batches, for data that arrives in pieces.
+
+        The optimizer's state and step count carry over between calls, so
+        calls over consecutive pieces equal one epoch over their
+        concatenation when ``shuffle=False`` and the pieces end on batch
+        boundaries. Returns the pass's logs (``loss``, ``accuracy``, ...);
+        ``self.history`` holds the last call's History.
+        """
+        history = self.fit(X, y, epochs=1, verbose=0)
+        return {k: v[-1] for k, v in history.history.items()} if history.epoch else {}
 
     def gradients(self, X, y):
         """The mean cost on ``(X, y)`` and its gradients, without a step.
