@@ -1261,6 +1261,8 @@ def plot_book_nets(runs):
                 label=f"fastsgd: {100 * r.test_accuracy:.1f}% after {r.epochs} epochs")
         ax.axhline(100 * r.book_accuracy, color="C3", ls="--",
                    label=f"book: about {100 * r.book_accuracy:.0f}% after {r.book_epochs} epochs")
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{r.title} ({r.params:,} parameters)")
@@ -1277,12 +1279,12 @@ def plot_book_nets(runs):
 #: settings of the full run and of ``quick=True``
 SETTINGS = {
     "full": {"rounds_epochs": 3, "sweep_train": None, "sweep_epochs": 3, "batch_train": None,
-             "batch_epochs": 2, "time_budget": 4.0, "es_train": 2000, "es_max_epochs": 60,
+             "batch_epochs": 3, "time_budget": 4.0, "es_train": 2000, "es_max_epochs": 60,
              "es_patience": 5, "shallow_epochs": 200, "intermediate_epochs": 20,
              "local_seeds": 30},
-    "quick": {"rounds_epochs": 2, "sweep_train": 10000, "sweep_epochs": 3, "batch_train": 10000,
-              "batch_epochs": 2, "time_budget": 1.0, "es_train": 2000, "es_max_epochs": 60,
-              "es_patience": 5, "shallow_epochs": 20, "intermediate_epochs": 5,
+    "quick": {"rounds_epochs": 2, "sweep_train": 10000, "sweep_epochs": 3, "batch_train": None,
+              "batch_epochs": 1, "time_budget": 1.5, "es_train": 2000, "es_max_epochs": 60,
+              "es_patience": 5, "shallow_epochs": 40, "intermediate_epochs": 5,
               "local_seeds": 30},
 }
 
@@ -1446,7 +1448,8 @@ def report_markdown(results, *, seconds=None, mode="full", seed=0, data_origin="
             "Run `fastsgd book` without `--quick` for the book's settings.")
     conf = fastsgd.config()
     add("")
-    add(f"Machine: {conf['cpu_count']} cores, {conf['threads']} threads, SIMD path "
+    add(f"Machine: {conf['cpu_count']} cores, {conf['threads']} thread"
+        f"{'s' if conf['threads'] != 1 else ''}, SIMD path "
         f"{conf['simd']}. Total time: {seconds.get('total', float('nan')):.0f} s. Times depend on "
         "the machine and its load; everything else is fixed by the seed.")
 
