@@ -75,6 +75,7 @@ def run_fresh(*args, home, code=None):
 
 
 def test_train_uses_the_packaged_full_mnist_and_compares_with_the_book(tmp_path):
+    pytest.importorskip("matplotlib")
     plot = tmp_path / "curves.png"
     r = run_fresh("train", "--epochs", "1", "--threads", "1", "--verbose", "0", "--plot", str(plot),
                   home=tmp_path)
