@@ -29,7 +29,6 @@ Experiments:
 Every experiment takes a ``seed``; the same seed gives the same numbers
 (except wall-clock times and what a time budget allows).
 """
-import math
 import os
 import time
 import warnings
@@ -1167,13 +1166,16 @@ def plot_epoch_rounds(res):
 
 
 def plot_learning_rate_sweep(res):
-    """Cost per round per η, final validation cost per η, and find_lr's curve; returns the Figure."""
+    """Cost per round per η, final validation cost per η and find_lr's curve; returns the
+    Figure."""
     fig, (a1, a2, a3) = _figure(3, 5.0, 4.2)
     c0 = max(r.start_cost for r in res.runs)
     for i, run in enumerate(res.runs):
         k = max(1, run.round_costs.size // 60)
-        sm = np.convolve(run.round_costs, np.ones(k) / k, mode="valid") if run.round_costs.size else []
-        a1.plot(np.arange(len(sm)) + k, sm, lw=1, color=f"C{i}", label=f"η = {run.lr:g}: {run.verdict}")
+        sm = (np.convolve(run.round_costs, np.ones(k) / k, mode="valid")
+              if run.round_costs.size else np.array([]))
+        a1.plot(np.arange(sm.size) + k, sm, lw=1, color=f"C{i}",
+                label=f"η = {run.lr:g}: {run.verdict}")
     a1.set_ylim(0, 2 * c0)
     a1.set_xlabel("round")
     a1.set_ylabel("training cost per round (smoothed)")
@@ -1207,7 +1209,8 @@ def plot_learning_rate_sweep(res):
 
 
 def plot_batch_sizes(res):
-    """Seconds per epoch, and accuracy per epochs and per time, by batch size; returns the Figure."""
+    """Seconds per epoch, and accuracy after fixed epochs and fixed time, by batch size;
+    returns the Figure."""
     fig, (a1, a2) = _figure(2, 5.5, 4.0)
     bs = [r.batch_size for r in res.runs]
     a1.plot(bs, [r.seconds_per_epoch for r in res.runs], "o-")
@@ -1233,7 +1236,8 @@ def plot_batch_sizes(res):
 
 
 def plot_early_stopping(res):
-    """Training and validation cost per epoch with the stop and the best epoch; returns the Figure."""
+    """Training and validation cost per epoch with the stop and the best epoch; returns the
+    Figure."""
     from .plotting import draw_curves
     fig, (ax,) = _figure(1, 7.5, 4.4)
     more = np.arange(2, res.unstopped_loss.size + 1)
@@ -1485,7 +1489,8 @@ def report_markdown(results, *, seconds=None, mode="full", seed=0, data_origin="
         add("")
         add(f"## Gradient descent on a two-parameter cost surface{sec('descent_2d')}")
         add("")
-        add(f"A line y ≈ w·x + b: the surface's curvatures are {r.eigenvalues[1]:.2f} across the "
+        add(f"A line y ≈ w·x + b: the surface's curvatures are {r.eigenvalues[1]:.2f} across "
+            f"the "
             f"valley and {r.eigenvalues[0]:.2f} along it; the minimum is at w = {r.best[0]:.3f}, "
             f"b = {r.best[1]:.3f}.")
         add("")
@@ -1509,7 +1514,8 @@ def report_markdown(results, *, seconds=None, mode="full", seed=0, data_origin="
             f"{r.basin[0]:.2f} to {r.basin[1]:.2f}).")
         add("")
         add(f"- Full-batch gradient descent ends at w = {r.w_local:.3f}: "
-            f"{'in the global minimum' if r.gd_reached_global else 'trapped in the local minimum'}.")
+            + ("in the global minimum." if r.gd_reached_global
+               else "trapped in the local minimum."))
         add(f"- Mini-batch SGD reaches the global minimum with **{n_glob} of "
             f"{r.reached_global.size} seeds** ({_pct(r.fraction_global)}).")
         fig("local_minima")
