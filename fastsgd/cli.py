@@ -103,7 +103,8 @@ def build_parser():
     b.add_argument("--out", metavar="DIR", required=True, help="folder for the figures and "
                    "report.md (created if needed)")
     b.add_argument("--quick", action="store_true",
-                   help="smaller settings: about a minute instead of about ten")
+                   help="fewer epochs and smaller training sets (quicker; the report says "
+                   "so)")
     b.add_argument("--seed", type=_nonneg_int, default=0)
     b.add_argument("--threads", type=_positive_int)
     b.add_argument("--data", metavar="DIR", help="folder with the four MNIST IDX files")
@@ -234,6 +235,8 @@ def _train(args, out):
         fig.savefig(args.plot, dpi=110)
         plt.close(fig)
         out(f"saved the learning curves to {args.plot}")
+    elif args.plot:
+        out("no epoch completed, so there are no learning curves to save")
     settings = {"hidden": hidden, "activation": activation, "cost": cost, "lr": lr,
                 "batch_size": batch, "epochs": epochs}
     if args.optimizer != "sgd" or args.momentum:
