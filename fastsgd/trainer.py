@@ -58,6 +58,13 @@ class History:
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
+    def plot(self, metrics=None, ax=None):
+        """Plot the cost and accuracy per epoch (training and validation),
+        marking the early-stopping point when known; needs matplotlib.
+        Returns the Figure. See :func:`fastsgd.plotting.plot_history`."""
+        from .plotting import plot_history
+        return plot_history(self, metrics=metrics, ax=ax)
+
 
 def _prepare_targets(name, y, n, units, cost, dtype):
     """Return ``(targets, kind)``: int64 labels or a float matrix in ``dtype``."""
