@@ -278,6 +278,7 @@ def _evaluate(args, out):
 
 def _book(args, out):
     import fastsgd
+
     from . import book
     from .plotting import require_matplotlib
     try:

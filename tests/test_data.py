@@ -238,3 +238,21 @@ def test_chunk_shuffle_trains(rng):
     h = Trainer(m, "cross_entropy", Adam(0.01), batch_size=32, shuffle="chunks",
                 chunk_rows=50, buffer_chunks=2).fit(X, y, epochs=3, verbose=0)
     assert h.history["loss"][-1] < h.history["loss"][0]
+
+
+def test_mnist_as_uint8_with_rescaling_trains_like_the_floats():
+    from fastsgd.datasets import load_mnist
+    (Xu, y), _ = load_mnist(dtype="uint8")
+    (Xf, _), _ = load_mnist()
+    assert Xu.dtype == np.uint8 and Xu.shape == (60000, 784) and Xu.nbytes * 4 == Xf.nbytes
+    np.testing.assert_array_equal(Xu[:100].astype(np.float32) / np.float32(255), Xf[:100])
+    a = Sequential([Rescaling(1 / 255), Dense(16, "relu", input_dim=784), Dense(10, "softmax")],
+                   seed=0)
+    b = Sequential([Dense(16, "relu", input_dim=784), Dense(10, "softmax")], seed=0)
+    Trainer(a, "cross_entropy", SGD(0.1), batch_size=128, seed=0).fit(Xu[:2000], y[:2000],
+                                                                     verbose=0)
+    Trainer(b, "cross_entropy", SGD(0.1), batch_size=128, seed=0).fit(
+        Xu[:2000].astype(np.float32) * np.float32(1 / 255), y[:2000], verbose=0)
+    assert_same(a.get_weights(), b.get_weights())
+    with pytest.raises(ValueError, match="dtype"):
+        load_mnist(dtype="int8")
