@@ -1434,12 +1434,12 @@ def report_markdown(results, *, seconds=None, mode="full", seed=0, data_origin="
     -------
     str
     """
-    import fastsgd
+    from ._info import config
     seconds = seconds or {}
     cfg = SETTINGS[mode]
     L = []
     add = L.append
-    add(f"# Training Deep Networks, run with fastsgd {fastsgd.__version__}")
+    add(f"# Training Deep Networks, run with fastsgd {config()['version']}")
     add("")
     add(f"The experiments of the chapter \"Training Deep Networks\" of *{BOOK}*, computed by "
         f"`fastsgd book` (mode: **{mode}**, seed {seed}). Data: full MNIST from {data_origin}; "
@@ -1450,7 +1450,7 @@ def report_markdown(results, *, seconds=None, mode="full", seed=0, data_origin="
             f"(the book's nets train for {cfg['shallow_epochs']} and {cfg['intermediate_epochs']} "
             "epochs instead of the book's 200 and 20), so accuracies are below the book's. "
             "Run `fastsgd book` without `--quick` for the book's settings.")
-    conf = fastsgd.config()
+    conf = config()
     add("")
     add(f"Machine: {conf['cpu_count']} cores, {conf['threads']} thread"
         f"{'s' if conf['threads'] != 1 else ''}, SIMD path "

@@ -12,6 +12,14 @@ import statistics
 import sys
 import tempfile
 
+from . import optimizers
+from ._config import get_num_threads, set_num_threads
+from ._info import show_config
+from .callbacks import EarlyStopping
+from .io import load_model
+from .layers import Dense, Sequential
+from .trainer import Trainer
+
 NETS = {
     # the book's Shallow Net: 784 -> 64 sigmoid -> 10 softmax, quadratic cost, SGD η = 0.01
     "shallow": {"hidden": [64], "activation": "sigmoid", "cost": "mse", "lr": 0.01,
@@ -192,8 +200,6 @@ def _check_save_path(path):
 
 
 def _train(args, out):
-    import fastsgd
-    from fastsgd import Dense, EarlyStopping, Sequential, Trainer
     if args.save:
         _check_save_path(args.save)
     cfg = dict(NETS[args.net])
@@ -204,7 +210,7 @@ def _train(args, out):
     batch = args.batch_size or cfg["batch_size"]
     epochs = args.epochs or cfg["epochs"]
     if args.threads:
-        fastsgd.set_num_threads(args.threads)
+        set_num_threads(args.threads)
     if args.plot:
         _check_plot_path(args.plot)
     ((X, y), (Xt, yt)), source = _load_data(args, out)
@@ -212,7 +218,7 @@ def _train(args, out):
     layers += [Dense(u, activation) for u in hidden[1:]]
     layers.append(Dense(10, "softmax"))
     model = Sequential(layers, dtype=args.dtype, seed=args.seed)
-    opt_cls = fastsgd.optimizers.OPTIMIZERS[args.optimizer]
+    opt_cls = optimizers.OPTIMIZERS[args.optimizer]
     kwargs = {"lr": lr}
     if args.momentum:
         if args.optimizer not in ("sgd", "rmsprop"):
@@ -227,7 +233,7 @@ def _train(args, out):
         lr = res.suggestion
     model.summary(print_fn=out)
     out(f"cost={cost} optimizer={args.optimizer} lr={lr:g} batch_size={batch} epochs={epochs} "
-        f"threads={fastsgd.get_num_threads()} dtype={args.dtype}")
+        f"threads={get_num_threads()} dtype={args.dtype}")
     trainer = Trainer(model, cost, opt, batch_size=batch, seed=args.seed)
     callbacks = []
     if args.patience is not None:
@@ -264,21 +270,18 @@ def _train(args, out):
 
 
 def _evaluate(args, out):
-    import fastsgd
     try:
-        model = fastsgd.load_model(args.model)
+        model = load_model(args.model)
     except (OSError, ValueError) as e:
         raise UsageError(str(e))
     (_, (Xt, yt)), _ = _load_data(args, out, training=False)
     cost = "cross_entropy" if model.layers[-1].activation == "softmax" else "mse"
-    res = fastsgd.Trainer(model, cost, fastsgd.SGD()).evaluate(Xt, yt)
+    res = Trainer(model, cost, optimizers.SGD()).evaluate(Xt, yt)
     out(f"test accuracy: {res['accuracy']:.4f}  test cost ({cost}): {res['loss']:.4f}")
     return 0
 
 
 def _book(args, out):
-    import fastsgd
-
     from . import book
     from .plotting import require_matplotlib
     try:
@@ -286,7 +289,7 @@ def _book(args, out):
     except ImportError as e:
         raise UsageError(str(e))
     if args.threads:
-        fastsgd.set_num_threads(args.threads)
+        set_num_threads(args.threads)
     try:
         book.run(args.out, quick=args.quick, seed=args.seed, data=args.data, log=out)
     except OSError as e:
@@ -301,8 +304,7 @@ def main(argv=None):
         if args.command is None:
             raise UsageError("a command is required: train, evaluate, book or info")
         if args.command == "info":
-            import fastsgd
-            fastsgd.show_config()
+            show_config()
             return 0
         if args.command == "train":
             return _train(args, out)

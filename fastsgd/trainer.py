@@ -11,8 +11,10 @@ GEMM packs its panels straight from the permutation.
 import functools
 import math
 import sys
+import threading
 import time
 import warnings
+import weakref
 
 import numpy as np
 
@@ -126,18 +128,38 @@ class _FitRun:
                               f"interrupted: {e!r}", RuntimeWarning, stacklevel=3)
 
 
+_FIT_LOCKS = weakref.WeakKeyDictionary()   # model -> the lock its fit holds
+_FIT_LOCKS_GUARD = threading.Lock()
+
+
+def _fit_lock(model):
+    with _FIT_LOCKS_GUARD:
+        lock = _FIT_LOCKS.get(model)
+        if lock is None:
+            lock = _FIT_LOCKS[model] = threading.Lock()
+        return lock
+
+
 def _finish_on_interrupt(fit):
     """On any exception in ``fit`` (KeyboardInterrupt included), leave the optimizer's
     ``iterations`` equal to the steps applied and run ``on_train_end`` (logs
     ``{"interrupted": True}``), then let the exception propagate."""
     @functools.wraps(fit)
     def run(self, *args, **kwargs):
-        self._run = _FitRun()
+        lock = _fit_lock(self.model)
+        if not lock.acquire(blocking=False):
+            raise RuntimeError("this model is already being trained by another fit() call (in "
+                               "another thread): two fits would interleave their steps; train "
+                               "it from one thread at a time, or train a copy")
         try:
-            return fit(self, *args, **kwargs)
-        except BaseException:
-            self._run.interrupted(self)
-            raise
+            self._run = _FitRun()
+            try:
+                return fit(self, *args, **kwargs)
+            except BaseException:
+                self._run.interrupted(self)
+                raise
+        finally:
+            lock.release()
     return run
 
 
