@@ -41,10 +41,10 @@ class ArrayFeed:
     """Epochs over data bound once (see the module documentation)."""
 
     def __init__(self, net, X, t, batch_size, shuffle, rng, chunk_rows, buffer_chunks,
-                 read_only_indices):
+                 read_only_indices, sample_weight=None):
         self.net, self.rng = net, rng
         self.shuffle, self.chunk_rows, self.buffer_chunks = shuffle, chunk_rows, buffer_chunks
-        net.bind(X, t)
+        net.bind(X, t, sample_weight)
         self.n = X.n_rows
         self.bs = min(batch_size, self.n)
         self.n_batches = -(-self.n // self.bs)
@@ -81,6 +81,7 @@ class StreamFeed:
         self.buffer_rows = max(check_int("shuffle_buffer", buffer_rows, minimum=1), batch_size)
         self.n_batches = None   # known after the first epoch
         self.n = None
+        self._weighted = None   # whether the items carry weights (set by the first one)
 
     def _chunks(self, epoch):
         src = self.source() if callable(self.source) else self.source
@@ -94,46 +95,62 @@ class StreamFeed:
                               "the next epoch; pass a callable that returns a new iterator "
                               "(e.g. the generator function itself) or a list")
         for k, item in enumerate(it):
-            if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise SourceError(f"source item {k} must be an (X, y) pair, got "
-                                  f"{type(item).__name__}")
-            X, y = item
-            X, t = self.prepare_chunk(X, y, k)
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+                raise SourceError(f"source item {k} must be an (X, y) pair or an (X, y, w) "
+                                  f"triple, got {type(item).__name__}")
+            X, t = self.prepare_chunk(item[0], item[1], k)
             if len(t) != X.shape[0]:
                 raise SourceError(f"source item {k}: X has {X.shape[0]} rows but y has {len(t)}")
-            yield X, t
+            w = None
+            if len(item) == 3:
+                w = np.asarray(item[2], dtype=np.float64)
+                if w.shape != (X.shape[0],):
+                    raise SourceError(f"source item {k}: w has shape {w.shape}, expected "
+                                      f"({X.shape[0]},)")
+            if self._weighted is None:
+                self._weighted = w is not None
+            elif self._weighted != (w is not None):
+                raise SourceError(f"source item {k}: give weights with every item or none")
+            yield X, t, w
 
-    def _serve(self, Xs, ts, final):
-        """Bind the buffer's rows (shuffled) and yield its whole batches; return the rest."""
+    def _serve(self, Xs, ts, ws, final):
+        """Bind the buffer's rows (shuffled) and yield its whole batches; keep the rest."""
         X = np.concatenate(Xs) if len(Xs) > 1 else Xs[0]
         t = np.concatenate(ts) if len(ts) > 1 else ts[0]
+        w = None if not ws else (np.concatenate(ws) if len(ws) > 1 else ws[0])
         n = X.shape[0]
         perm = self.rng.permutation(n) if self.shuffle else np.arange(n)
         n_serve = n if final else (n // self.bs) * self.bs
         take = perm[:n_serve]
         rest = perm[n_serve:]
-        self.net.bind(np.ascontiguousarray(X[take]), np.ascontiguousarray(t[take]))
+        self.net.bind(np.ascontiguousarray(X[take]), np.ascontiguousarray(t[take]),
+                      None if w is None else w[take])
         for start in range(0, n_serve, self.bs):
             yield start, min(self.bs, n_serve - start), None
-        self._rest = ([X[rest]], [t[rest]]) if rest.size else ([], [])
+        if rest.size:
+            self._rest = ([X[rest]], [t[rest]], [] if w is None else [w[rest]])
+        else:
+            self._rest = ([], [], [])
 
     def epoch(self, epoch=0):
-        Xs, ts, held, total, batches = [], [], 0, 0, 0
-        for X, t in self._chunks(epoch):
+        Xs, ts, ws, held, total, batches = [], [], [], 0, 0, 0
+        for X, t, w in self._chunks(epoch):
             Xs.append(X)
             ts.append(t)
+            if w is not None:
+                ws.append(w)
             held += X.shape[0]
             total += X.shape[0]
             if held >= self.buffer_rows:
-                for item in self._serve(Xs, ts, final=False):
+                for item in self._serve(Xs, ts, ws, final=False):
                     batches += 1
                     yield item
-                Xs, ts = self._rest
+                Xs, ts, ws = self._rest
                 held = sum(x.shape[0] for x in Xs)
         if total == 0:
             raise SourceError(f"the source yielded no samples in epoch {epoch + 1}")
         if held:
-            for item in self._serve(Xs, ts, final=True):
+            for item in self._serve(Xs, ts, ws, final=True):
                 batches += 1
                 yield item
         self.n_batches, self.n = batches, total

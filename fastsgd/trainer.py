@@ -163,6 +163,52 @@ def _finish_on_interrupt(fit):
     return run
 
 
+def _check_weights(name, w, n):
+    """A copy of per-sample weights as float64 (n,), finite and non-negative, or None."""
+    if w is None:
+        return None
+    w = as_ndarray(name, w, "a 1-D array of non-negative numbers")
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, got dtype {w.dtype}")
+    w = np.array(w, dtype=np.float64).reshape(-1) if w.ndim == 1 else w
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {np.shape(w)}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{name} must hold finite, non-negative numbers")
+    return w
+
+
+def _row_weights(sample_weight, class_weight, t, n, units):
+    """Per-row weights from ``sample_weight`` and ``class_weight`` (or None)."""
+    w = _check_weights("sample_weight", sample_weight, n)
+    if class_weight is None:
+        return w
+    if t.dtype == np.int64:
+        labels = t if units > 1 else t.astype(np.int64)
+    elif t.ndim == 2 and t.shape[1] > 1:
+        labels = t.argmax(axis=1)
+    else:
+        labels = np.rint(t.reshape(-1)).astype(np.int64)
+    classes, counts = np.unique(labels, return_counts=True)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
+        table = {int(c): n / (len(classes) * k) for c, k in zip(classes, counts)}
+    elif isinstance(class_weight, dict):
+        table = {}
+        for c, v in class_weight.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v) or v < 0:
+                raise ValueError(f"class_weight[{c!r}] must be a finite, non-negative number")
+            table[c] = float(v)
+    else:
+        raise TypeError(f"class_weight must be a dict or 'balanced', got "
+                        f"{type(class_weight).__name__}")
+    per_row = np.array([table.get(int(c), 1.0) for c in classes], dtype=np.float64)
+    cw = per_row[np.searchsorted(classes, labels)]
+    return cw if w is None else w * cw
+
+
 def _is_source(X, y):
     """True for a streamed source: y is None and X is a callable or an
     iterable of (X, y) chunks rather than an array."""
@@ -323,14 +369,16 @@ class Trainer:
         return X, t
 
     def _evaluate_net(self, net, cap, n):
-        """Mean cost (and accuracy) over the ``n`` rows bound to ``net``."""
+        """Mean cost (weighted mean with sample weights) and accuracy over the
+        ``n`` rows bound to ``net``."""
         loss = 0.0
         correct = 0
         for start in range(0, n, cap):
             ls, c = net.eval_batch(start, min(cap, n - start))
             loss += ls
             correct += c
-        out = {"loss": loss / n}
+        weight = net.batch_weight(0, n)
+        out = {"loss": loss / weight if weight > 0 else 0.0}
         if self._classification():
             out["accuracy"] = correct / (n * self._judged_per_sample())
         return out
@@ -338,7 +386,7 @@ class Trainer:
     # -- public API -------------------------------------------------------------
     @_finish_on_interrupt
     def fit(self, X, y=None, *, epochs=1, validation_data=None, validation_split=0.0, callbacks=(),
-            verbose=1, initial_epoch=0):
+            verbose=1, initial_epoch=0, sample_weight=None, class_weight=None):
         """Train for ``epochs`` passes over ``(X, y)``.
 
         Parameters
@@ -356,7 +404,7 @@ class Trainer:
             Integer class labels (n,) or targets (n, units); None for a
             source.
         epochs : int
-        validation_data : (X_val, y_val), optional
+        validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
         validation_split : float in [0, 1)
             Hold out the *last* fraction of ``(X, y)``, taken before any
             shuffling (as Keras does), for validation.
@@ -364,6 +412,15 @@ class Trainer:
         verbose : {0, 1, 2}
             0 silent; 1 a progress bar on a terminal (one line per epoch
             otherwise); 2 one line per epoch.
+        sample_weight : array (n,), optional
+            Non-negative weight per sample: each mini-batch's cost and its
+            gradient become the weighted mean (the batch's summed weighted
+            cost divided by its summed weights), in the compiled cost kernel.
+            A weight of 0 removes the sample's contribution.
+        class_weight : dict or "balanced", optional
+            A weight per class label (multiplied into ``sample_weight``);
+            ``"balanced"`` gives ``n / (n_classes * count(class))`` as
+            scikit-learn does. Needs integer labels (or one-hot rows).
         initial_epoch : int
             The epoch to start at (Keras's meaning: ``epochs`` is the index
             to stop before, so ``epochs - initial_epoch`` epochs run).
@@ -410,7 +467,13 @@ class Trainer:
                                  "source (its width is not known before the first chunk)")
         else:
             X, t = self._prepare(X, y)
-        Xv = tv = None
+        if stream and (sample_weight is not None or class_weight is not None):
+            raise ValueError("with a streamed source give weights in its items: (X, y, w) "
+                             "triples")
+        if not stream:
+            sample_weight = _row_weights(sample_weight, class_weight, t, X.shape[0],
+                                         self.model.output_dim)
+        Xv = tv = wv = None
         if validation_split:
             n_val = int(math.floor(X.shape[0] * validation_split))
             if n_val < 1 or n_val >= X.shape[0]:
@@ -418,11 +481,16 @@ class Trainer:
                                  f"{'validation' if n_val < 1 else 'training'}")
             X, Xv = X.head(X.n_rows - n_val), X.tail(n_val)
             t, tv = t[:-n_val], t[-n_val:]
+            if sample_weight is not None:
+                sample_weight, wv = sample_weight[:-n_val], sample_weight[-n_val:]
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a tuple (X_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("validation_data must be a tuple (X_val, y_val) or "
+                                "(X_val, y_val, sample_weight_val)")
             Xv, tv = self._prepare(validation_data[0], validation_data[1], "validation X",
                                    "validation y")
+            if len(validation_data) == 3:
+                wv = _check_weights("validation sample_weight", validation_data[2], Xv.shape[0])
 
         bs = self.batch_size if stream else min(self.batch_size, X.shape[0])
         net, update = self._build_net(bs, training=True)
@@ -433,13 +501,14 @@ class Trainer:
                                      self.shuffle_buffer)
         else:
             feed = _feeds.ArrayFeed(net, X, t, bs, self.shuffle, self._rng, self.chunk_rows,
-                                    self.buffer_chunks, read_only_indices=bool(batch_cbs))
+                                    self.buffer_chunks, read_only_indices=bool(batch_cbs),
+                                    sample_weight=sample_weight)
         n_batches = feed.n_batches
         eval_net = None
         if Xv is not None:
             eval_cap = min(Xv.shape[0], max(bs, 1024))
             eval_net, _ = self._build_net(eval_cap, training=False)
-            eval_net.bind(Xv, tv)
+            eval_net.bind(Xv, tv, wv)
 
         history = History()
         self.history = history
@@ -473,6 +542,7 @@ class Trainer:
             loss_sum = 0.0
             correct = 0
             seen = 0
+            weight_seen = 0.0   # the costs' denominator: rows, or their summed weights
             stopped = False
             for b, (start, nb, indices) in enumerate(feed.epoch(epoch)):
                 try:
@@ -488,11 +558,15 @@ class Trainer:
                         DivergenceWarning, stacklevel=2)
                     stopped = True
                     break
+                weighted = net.sample_weight is not None
+                bw = net.batch_weight(start, nb) if weighted else nb
                 loss_sum += ls
                 correct += c
                 seen += nb
+                weight_seen += bw
                 if batch_cbs:
-                    blogs = {"batch": b, "size": nb, "loss": ls / nb, "indices": indices}
+                    blogs = {"batch": b, "size": nb, "loss": ls / bw if bw > 0 else 0.0,
+                             "indices": indices}
                     if classification:
                         blogs["accuracy"] = c / (nb * acc_denom)
                     for cb in batch_cbs:
@@ -503,11 +577,11 @@ class Trainer:
                     if model.stop_training:
                         break
                 if progress.tty:
-                    progress.batch(b + 1, loss_sum / seen)
+                    progress.batch(b + 1, loss_sum / weight_seen if weight_seen > 0 else 0.0)
             opt.iterations = update.step - 1
             if stopped:
                 break
-            logs = {"loss": loss_sum / seen}
+            logs = {"loss": loss_sum / weight_seen if weight_seen > 0 else 0.0}
             if classification:
                 logs["accuracy"] = correct / (seen * acc_denom)
             if eval_net is not None:
@@ -555,10 +629,12 @@ class Trainer:
         loss, _ = net.train_batch(0, X.shape[0], update=False)
         return loss / X.shape[0], plan.layout.views(plan.grads.copy())
 
-    def evaluate(self, X, y, *, batch_size=1024):
+    def evaluate(self, X, y, *, batch_size=1024, sample_weight=None):
         """Mean cost (and accuracy for classification costs) on ``(X, y)``.
 
-        Returns ``{"loss": float, "accuracy": float}`` (no accuracy for a
+        With ``sample_weight`` (n,) the cost is the weighted mean (accuracy
+        stays the fraction of rows classified right). Returns
+        ``{"loss": float, "accuracy": float}`` (no accuracy for a
         single-output MSE regression).
         """
         batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -567,5 +643,5 @@ class Trainer:
         X, t = self._prepare(X, y)
         cap = min(X.shape[0], batch_size)
         net, _ = self._build_net(cap, training=False)
-        net.bind(X, t)
+        net.bind(X, t, _check_weights("sample_weight", sample_weight, X.shape[0]))
         return self._evaluate_net(net, cap, X.shape[0])

@@ -173,7 +173,7 @@ class Recorder:
     def __init__(self):
         self.served = []
 
-    def bind(self, X, t):
+    def bind(self, X, t, w=None):
         self.X = X
 
 
@@ -256,3 +256,84 @@ def test_mnist_as_uint8_with_rescaling_trains_like_the_floats():
     assert_same(a.get_weights(), b.get_weights())
     with pytest.raises(ValueError, match="dtype"):
         load_mnist(dtype="int8")
+
+
+# ---- sample and class weights --------------------------------------------------------
+def test_zero_weights_equal_dropping_those_rows(rng):
+    X, y = images(rng, n=96)
+    keep = np.ones(96, bool)
+    keep[1::4] = False          # one row in each group of 4
+    w = keep.astype(np.float64)
+    a, b = model(rescale=1 / 255, dtype="float64"), model(rescale=1 / 255, dtype="float64")
+    ha = Trainer(a, "cross_entropy", Adam(0.01), batch_size=8, shuffle=False).fit(
+        X, y, epochs=2, sample_weight=w, verbose=0)
+    hb = Trainer(b, "cross_entropy", Adam(0.01), batch_size=6, shuffle=False).fit(
+        X[keep], y[keep], epochs=2, verbose=0)
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ha.history["loss"], hb.history["loss"], rtol=1e-12)
+
+
+def test_weights_scale_the_cost_as_a_weighted_mean(rng):
+    from _reference import network_forward
+    X, y = images(rng, n=50)
+    w = rng.random(50) * 3
+    m = model(rescale=1 / 255, dtype="float64")
+    tr = Trainer(m, "cross_entropy", SGD(0.1))
+    p = network_forward(m, X.astype(np.float64) / 255)   # Rescaling, written out
+    rows = -np.log(p[np.arange(50), y])
+    got = tr.evaluate(X, y, sample_weight=w)["loss"]
+    assert got == pytest.approx(np.sum(w * rows) / np.sum(w), rel=1e-10)
+    assert tr.evaluate(X, y)["loss"] == pytest.approx(rows.mean(), rel=1e-10)
+
+
+def test_class_weight_balanced_equals_its_sample_weights(rng):
+    X, y = images(rng, n=120)
+    counts = np.bincount(y, minlength=3)
+    w = 120 / (3 * counts[y])
+    a, b = model(rescale=1 / 255), model(rescale=1 / 255)
+    Trainer(a, "cross_entropy", Adam(0.01), batch_size=16, seed=3).fit(
+        X, y, class_weight="balanced", verbose=0)
+    Trainer(b, "cross_entropy", Adam(0.01), batch_size=16, seed=3).fit(
+        X, y, sample_weight=w, verbose=0)
+    assert_same(a.get_weights(), b.get_weights())
+    c = model(rescale=1 / 255)
+    Trainer(c, "cross_entropy", Adam(0.01), batch_size=16, seed=3).fit(
+        X, y, class_weight={0: 2.0, 1: 1.0, 2: 0.5}, sample_weight=np.full(120, 2.0), verbose=0)
+    d = model(rescale=1 / 255)
+    Trainer(d, "cross_entropy", Adam(0.01), batch_size=16, seed=3).fit(
+        X, y, sample_weight=2.0 * np.array([2.0, 1.0, 0.5])[y], verbose=0)
+    assert_same(c.get_weights(), d.get_weights())
+
+
+def test_weighted_validation_triple_and_streams(rng):
+    X, y = images(rng, n=64)
+    w = np.linspace(0.5, 2, 64)
+    tr = Trainer(model(rescale=1 / 255), "cross_entropy", Adam(0.01), batch_size=16,
+                 shuffle=False)
+    h = tr.fit(X, y, validation_data=(X, y, w), verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(
+        tr.evaluate(X, y, sample_weight=w)["loss"], rel=1e-6)
+    a, b = model(rescale=1 / 255), model(rescale=1 / 255)
+    Trainer(a, "cross_entropy", Adam(0.01), batch_size=16, shuffle=False).fit(
+        [(X[i:i + 32], y[i:i + 32], w[i:i + 32]) for i in (0, 32)], verbose=0)
+    Trainer(b, "cross_entropy", Adam(0.01), batch_size=16, shuffle=False).fit(
+        X, y, sample_weight=w, verbose=0)
+    assert_same(a.get_weights(), b.get_weights())
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    ({"sample_weight": -np.ones(40)}, ValueError, "non-negative"),
+    ({"sample_weight": np.ones(39)}, ValueError, "shape"),
+    ({"sample_weight": np.full(40, np.nan)}, ValueError, "finite"),
+    ({"class_weight": "even"}, ValueError, "balanced"),
+    ({"class_weight": [1, 2]}, TypeError, "class_weight"),
+    ({"class_weight": {0: -1.0}}, ValueError, "class_weight"),
+])
+def test_bad_weights(kw, exc, match, rng):
+    X, y = images(rng, n=40)
+    m = model()
+    before = m.get_weights()
+    with pytest.raises(exc, match=match):
+        Trainer(m, "cross_entropy", SGD(0.1)).fit(X, y, verbose=0, **kw)
+    assert_same(m.get_weights(), before)
