@@ -3,7 +3,10 @@
  * (T, SFX and the math macros defined; see ops.c). Uses act_row and
  * act_back_row from act_tmpl.h.
  *
- * Per row r (target row yr = y_rows ? y_rows[r] : r), with n = scale_rows:
+ * Per row r (target row yr = y_rows ? y_rows[r] : r), with n = scale_rows, or,
+ * with sample weights w, n = the sum of the batch rows' weights and every
+ * row's loss and gradient multiplied by its weight (a weighted mean; a batch
+ * whose weights are all 0 gets a zero gradient):
  *   cross-entropy (softmax):   row_loss = logsumexp(z) - z[label],
  *                              dL/dz = (p - onehot) / n
  *   binary cross-entropy:      row_loss = mean_j max(z,0) - z t + log1p(exp(-|z|)),
@@ -30,7 +33,8 @@ static inline int64_t FN(argmax)(const T *v, int64_t n)
 
 int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows, int64_t cols,
                          T *Z, const int64_t *y_int, const T *y, const int64_t *y_rows,
-                         int64_t scale_rows, T *D, double *loss, int64_t *correct)
+                         int64_t scale_rows, const T *sample_w, T *D, double *loss,
+                         int64_t *correct)
 {
     (void)nthreads;
     if (rows < 0 || cols < 1 || scale_rows < 1 || (!y_int && !y)) return FSGD_ERR_ARG;
@@ -49,7 +53,13 @@ int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows,
     }
     double total = 0.0;
     int64_t ok = 0;
-    const T inv_rows = (T)1 / (T)scale_rows;
+    T inv_rows = (T)1 / (T)scale_rows;
+    if (sample_w) {
+        double wsum = 0.0;
+        for (int64_t r = 0; r < rows; r++) wsum += (double)sample_w[y_rows ? y_rows[r] : r];
+        inv_rows = wsum > 0.0 ? (T)(1.0 / wsum) : (T)0;
+    }
+#define ROW_WEIGHT(yr) (sample_w ? sample_w[yr] : (T)1)
     if (cost == FSGD_COST_CROSS_ENTROPY) {
         T *prob = (T *)fsgd_workspace((size_t)cols * sizeof(T));
         if (!prob) return FSGD_ERR_ALLOC;
@@ -72,19 +82,20 @@ int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows,
                 for (int64_t j = 0; j < cols; j++)
                     if (yy[j] != (T)0) row_loss += (double)(yy[j] * (lse - z[j]));
             }
-            total += row_loss;
+            const T rw = ROW_WEIGHT(yr), rs = rw * inv_rows;
+            total += (double)rw * row_loss;
             for (int64_t j = 0; j < cols; j++) {
                 const T p = e[j] / s;
                 z[j] = p;
-                if (D) e[j] = (p - FN(target)(y_int, y, yr, cols, j)) * inv_rows;
+                if (D) e[j] = (p - FN(target)(y_int, y, yr, cols, j)) * rs;
             }
             const int64_t label = y_int ? y_int[yr] : FN(argmax)(y + yr * cols, cols);
             ok += FN(argmax)(z, cols) == label;
         }
     } else if (cost == FSGD_COST_BINARY_CROSS_ENTROPY) {
-        const T inv = inv_rows / (T)cols;
         for (int64_t r = 0; r < rows; r++) {
             const int64_t yr = y_rows ? y_rows[r] : r;
+            const T rw = ROW_WEIGHT(yr), inv = rw * inv_rows / (T)cols;
             T *restrict z = Z + r * cols;
             T *restrict d = D ? D + r * cols : NULL;
             double row_loss = 0.0;
@@ -98,12 +109,12 @@ int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows,
                 if (d) d[j] = (p - t) * inv;
                 ok += (p > (T)0.5) == (t > (T)0.5);
             }
-            total += row_loss / (double)cols;
+            total += (double)rw * row_loss / (double)cols;
         }
     } else {
-        const T inv = (T)2 * inv_rows / (T)cols;
         for (int64_t r = 0; r < rows; r++) {
             const int64_t yr = y_rows ? y_rows[r] : r;
+            const T rw = ROW_WEIGHT(yr), inv = (T)2 * rw * inv_rows / (T)cols;
             T *restrict a = Z + r * cols;
             T *restrict d = D ? D + r * cols : NULL;
             if (act != FSGD_ACT_LINEAR) FN(act_row)(act, slope, cols, a);
@@ -113,7 +124,7 @@ int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows,
                 row_loss += (double)(diff * diff);
                 if (d) d[j] = diff * inv;
             }
-            total += row_loss / (double)cols;
+            total += (double)rw * row_loss / (double)cols;
             if (d) FN(act_back_row)(act, slope, cols, a, d);
             if (cols > 1) {
                 const int64_t label = y_int ? y_int[yr] : FN(argmax)(y + yr * cols, cols);
@@ -121,6 +132,7 @@ int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows,
             }
         }
     }
+#undef ROW_WEIGHT
     *loss = total;
     *correct = ok;
     return FSGD_OK;

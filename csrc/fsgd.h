@@ -126,12 +126,13 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
        NULL) or y (rows x cols); row r's target is read at y_rows[r] when y_rows is not       \
        NULL. With categorical cross-entropy every label must lie in [0, cols)                 \
        (FSGD_ERR_ARG otherwise, nothing else checked first). D, when not NULL, gets dL/dZ of  \
-       the mean cost over scale_rows rows. loss gets the summed per-row cost and correct the  \
-       number of correctly classified rows (elements for binary cross-entropy). */            \
+       the mean cost over scale_rows rows or, with sample_w (one weight per target row, read \
+       like the targets), of the weighted mean. loss gets the (weighted) summed per-row cost \
+       and correct the number of correctly classified rows (elements for binary CE). */     \
     int fsgd_output_cost_##SFX(int nthreads, int cost, int act, T slope, int64_t rows,        \
                                int64_t cols, T *Z, const int64_t *y_int, const T *y,          \
-                               const int64_t *y_rows, int64_t scale_rows, T *D, double *loss, \
-                               int64_t *correct);                                             \
+                               const int64_t *y_rows, int64_t scale_rows, const T *sample_w,  \
+                               T *D, double *loss, int64_t *correct);                         \
     /* out[i, :] = X[rows[i], :] */                                                           \
     void fsgd_gather_rows_##SFX(int nthreads, int64_t n, int64_t cols, const T *X,            \
                                 int64_t ldx, const int64_t *rows, T *out);
@@ -254,6 +255,7 @@ typedef struct {
     int cost;          /* fsgd_cost (-1: none, an inference plan) */
     int nthreads;
     const fsgd_csr *x_csr; /* when not NULL, the first layer reads this instead of X */
+    const void *sample_w;  /* when not NULL, T weights per target row (weighted mean cost) */
 } fsgd_net;
 
 /* FSGD_OK when the plan is consistent (offsets inside n_params, each layer's

@@ -118,7 +118,8 @@ int FN(fsgd_net_cost)(const fsgd_net *net, int64_t rows, const int64_t *y_int, c
     if (with_grad && !out->D) return FSGD_ERR_ARG;
     return FN(fsgd_output_cost)(net->nthreads, net->cost, out->act, (T)out->slope, rows,
                                 out->n_out, (T *)out->A, y_int, y, y_rows, rows,
-                                with_grad ? (T *)out->D : NULL, loss, correct);
+                                (const T *)net->sample_w, with_grad ? (T *)out->D : NULL, loss,
+                                correct);
 }
 
 int FN(fsgd_net_backward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,

@@ -10,11 +10,12 @@ import os as _os
 
 from . import _config
 from ._config import get_num_threads, set_num_threads
+from ._info import config, show_config
 from ._version import __version__
 from .callbacks import BackupAndRestore, Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
 from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
 from .io import load_model
-from .layers import Dense, Sequential
+from .layers import Dense, Rescaling, Sequential
 from .lr_finder import LRFinderResult, find_lr
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import (
@@ -29,7 +30,7 @@ from .schedules import (
 from .trainer import DivergenceWarning, History, Trainer
 
 __all__ = [
-    "Dense", "Sequential", "Trainer", "History", "DivergenceWarning",
+    "Dense", "Rescaling", "Sequential", "Trainer", "History", "DivergenceWarning",
     "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer",
     "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy",
     "Callback", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "BackupAndRestore",
@@ -51,24 +52,3 @@ def _apply_simd_env():
 
 
 _apply_simd_env()
-
-
-def config():
-    """The build and run-time configuration, as a dict."""
-    import numpy as np
-    return {
-        "version": __version__,
-        "compiler": _config.compiler(),
-        "openmp": _config.openmp_enabled(),
-        "simd": _config.simd_path(),
-        "simd_supported": _config.simd_supported(),
-        "threads": get_num_threads(),
-        "cpu_count": _config.cpu_count(),
-        "numpy": np.__version__,
-    }
-
-
-def show_config():
-    """Print :func:`config` (version, compiler, OpenMP, SIMD path, threads)."""
-    for k, v in config().items():
-        print(f"{k:>15}: {v}")

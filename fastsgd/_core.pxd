@@ -82,6 +82,7 @@ cdef extern from "fsgd.h" nogil:
         int cost
         int nthreads
         const fsgd_csr *x_csr
+        const void *sample_w
 
 
 # ---- run time ----------------------------------------------------------------
@@ -115,8 +116,8 @@ cdef int dense_backward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
                         floating *D, floating *dW, floating *db, floating *dX) noexcept nogil
 cdef int output_cost(int nthreads, int cost, int act, floating slope, int64_t rows,
                      int64_t cols, floating *Z, const int64_t *y_int, const floating *y,
-                     const int64_t *y_rows, int64_t scale_rows, floating *D, double *loss,
-                     int64_t *correct) noexcept nogil
+                     const int64_t *y_rows, int64_t scale_rows, const floating *sample_w,
+                     floating *D, double *loss, int64_t *correct) noexcept nogil
 cdef void gather_rows(int nthreads, int64_t n, int64_t cols, const floating *X, int64_t ldx,
                       const int64_t *rows, floating *out) noexcept nogil
 

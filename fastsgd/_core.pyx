@@ -46,11 +46,11 @@ cdef extern from "fsgd.h" nogil:
                                 const int64_t *, const double *, const double *, int, double,
                                 double *, double *, double *, double *)
     int fsgd_output_cost_f32(int, int, int, float, int64_t, int64_t, float *, const int64_t *,
-                             const float *, const int64_t *, int64_t, float *, double *,
-                             int64_t *)
+                             const float *, const int64_t *, int64_t, const float *, float *,
+                             double *, int64_t *)
     int fsgd_output_cost_f64(int, int, int, double, int64_t, int64_t, double *,
                              const int64_t *, const double *, const int64_t *, int64_t,
-                             double *, double *, int64_t *)
+                             const double *, double *, double *, int64_t *)
     void fsgd_gather_rows_f32(int, int64_t, int64_t, const float *, int64_t, const int64_t *,
                               float *)
     void fsgd_gather_rows_f64(int, int64_t, int64_t, const double *, int64_t,
@@ -228,14 +228,14 @@ cdef int dense_backward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
 
 cdef int output_cost(int nthreads, int cost, int act, floating slope, int64_t rows,
                      int64_t cols, floating *Z, const int64_t *y_int, const floating *y,
-                     const int64_t *y_rows, int64_t scale_rows, floating *D, double *loss,
-                     int64_t *correct) noexcept nogil:
+                     const int64_t *y_rows, int64_t scale_rows, const floating *sample_w,
+                     floating *D, double *loss, int64_t *correct) noexcept nogil:
     if floating is float:
         return fsgd_output_cost_f32(nthreads, cost, act, slope, rows, cols, Z, y_int, y,
-                                    y_rows, scale_rows, D, loss, correct)
+                                    y_rows, scale_rows, sample_w, D, loss, correct)
     else:
         return fsgd_output_cost_f64(nthreads, cost, act, slope, rows, cols, Z, y_int, y,
-                                    y_rows, scale_rows, D, loss, correct)
+                                    y_rows, scale_rows, sample_w, D, loss, correct)
 
 
 cdef void gather_rows(int nthreads, int64_t n, int64_t cols, const floating *X, int64_t ldx,

@@ -35,6 +35,8 @@ def write(model, path, optimizer=None, *, extra=None, param_sets=()):
     meta = {"format": FORMAT, "version": VERSION, "dtype": model.dtype.name,
             "input_dim": model.input_dim, "seed": model.seed,
             "layers": [layer.get_config() for layer in model.layers]}
+    if getattr(model, "rescaling", None) is not None:
+        meta["rescaling"] = model.rescaling.get_config()
     arrays = {}
     for i, layer in enumerate(model.layers):
         arrays[f"W{i}"] = layer.weights

@@ -166,6 +166,7 @@ cdef class Net:
     cdef object Xb                # the batch buffer (converted and row-fetched inputs)
     cdef object y_int
     cdef object y_float
+    cdef readonly object sample_weight   # our own copy, or None
     cdef object order
     cdef bint ordered
     cdef int64_t ldx              # row stride of the bound data, in elements
@@ -229,7 +230,7 @@ cdef class Net:
         self.update = update
 
     # ---- data ---------------------------------------------------------------------
-    def bind(self, X, y=None):
+    def bind(self, X, y=None, sample_weight=None):
         """Point the next batches at ``X`` (and targets ``y``), checked once.
 
         ``X`` is anything :func:`fastsgd._inputs.prepare` takes (or its
@@ -237,7 +238,8 @@ cdef class Net:
         converted batch by batch, sparse matrices feed the first layer's
         nonzeros. Integer labels are copied (the network reads its own copy);
         float targets and X are read in place and must stay unchanged while
-        bound.
+        bound. ``sample_weight`` (n,), finite and non-negative, makes each
+        batch's cost the weighted mean (copied).
         """
         cdef int64_t n_in = self.layers[0].n_in
         inputs = prepare("X", X, self.plan.dtype, n_in, scale=self.plan.input_scale,
@@ -260,6 +262,14 @@ cdef class Net:
                 if y.shape != (n, n_out):
                     raise ValueError(f"y must have shape {(n, n_out)}")
                 self.y_float = y
+        self.sample_weight = None
+        if sample_weight is not None:
+            w = np.array(sample_weight, dtype=self.plan.dtype, order="C", copy=True)
+            if w.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+            if not np.isfinite(w).all() or (w < 0).any():
+                raise ValueError("sample_weight must hold finite, non-negative numbers")
+            self.sample_weight = w
         self.inputs = inputs
         self.net.x_csr = NULL
         if inputs.mode == "direct":
@@ -396,9 +406,12 @@ cdef class Net:
         cdef int64_t es = 8 if self.f64 else 4
         cdef int64_t ldx = self.ldx
         cdef str how = self.inputs.mode
+        cdef const char *sw = <const char *>_ptr(self.sample_weight)
         if self.ordered:
             rows = <const int64_t *>_ptr(self.order) + start
         else:   # data order: the batch is a contiguous block
+            if sw != NULL:
+                sw += start * es
             if yi != NULL:
                 yi += start
             if yf != NULL:
@@ -417,6 +430,7 @@ cdef class Net:
         cdef double loss = 0.0
         cdef int64_t correct = 0
         cdef int st
+        self.net.sample_w = sw
         with nogil:
             if self.f64:
                 st = self._run(<double *>NULL, mode, n, x, ldx, x_rows, yi, yf, rows, &loss,
@@ -428,6 +442,13 @@ cdef class Net:
         if mode == 1:
             self.update.opt.step += 1
         return loss, correct
+
+    def batch_weight(self, int64_t start, int64_t n):
+        """The sum of the sample weights of rows [start, start+n) of the bound
+        order (``n`` without weights): what a batch's cost is divided by."""
+        if self.sample_weight is None:
+            return float(n)
+        return float(self.sample_weight[self.order[start:start + n]].sum(dtype=np.float64))
 
     def train_batch(self, int64_t start, int64_t n, bint update=True):
         """Forward, cost, backward and (with ``update``) the optimizer step on

@@ -209,8 +209,9 @@ def dense_backward(x, w, a, d, activation="linear", slope=0.3, need_dx=True, x_r
 
 
 # ---- the output layer fused with its cost ------------------------------------------------
-def _output_cost_impl(floating[::1] z, const floating[::1] y, floating[::1] d, y_int,
-                      int64_t rows, int64_t cols, int cost, int act, double slope):
+def _output_cost_impl(floating[::1] z, const floating[::1] y, floating[::1] d,
+                      const floating[::1] w, y_int, int64_t rows, int64_t cols, int cost, int act,
+                      double slope, bint weighted):
     cdef const int64_t *yip = _index_ptr(y_int)
     cdef double loss = 0.0
     cdef int64_t correct = 0
@@ -218,17 +219,18 @@ def _output_cost_impl(floating[::1] z, const floating[::1] y, floating[::1] d, y
     with nogil:
         st = _core.output_cost(nt, cost, act, <floating>slope, rows, cols, _data(z),
                                yip, _cdata(y) if yip == NULL else NULL, NULL, rows,
-                               _data(d), &loss, &correct)
+                               _cdata(w) if weighted else NULL, _data(d), &loss, &correct)
     _core.check_status(st)
     return loss, correct
 
 
-def output_cost(z, y, cost, activation, slope=0.3):
+def output_cost(z, y, cost, activation, slope=0.3, sample_weight=None):
     """Fused output activation + cost + gradient.
 
     ``z`` (pre-activations, rows x units) is overwritten with the
     activations. ``y`` is an int64 label vector or a float array shaped like
-    ``z``. Returns ``(mean_loss, correct, dZ)``.
+    ``z``. ``sample_weight`` (rows,), non-negative, makes the cost and its
+    gradient the weighted mean. Returns ``(mean_loss, correct, dZ)``.
     """
     require(z, "z", ndim=2, writeable=True)
     rows, cols = z.shape
@@ -258,10 +260,19 @@ def output_cost(z, y, cost, activation, slope=0.3):
         if y.shape != z.shape:
             raise ValueError(f"y has shape {y.shape}, expected {z.shape}")
         require_disjoint(z, "z", y=y)
+    weights = z[0]   # unread unless weighted
+    norm = rows
+    if sample_weight is not None:
+        weights = np.array(sample_weight, dtype=z.dtype, copy=True)
+        if weights.shape != (rows,):
+            raise ValueError(f"sample_weight must have shape ({rows},), got {weights.shape}")
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError("sample_weight must hold finite, non-negative numbers")
+        norm = float(weights.sum(dtype=np.float64)) or 1.0
     D = np.empty_like(z)
-    loss, correct = _output_cost_impl(_flat(z), _flat(y), _flat(D), y_int, rows, cols, c, act,
-                                      float(slope))
-    return loss / rows, int(correct), D
+    loss, correct = _output_cost_impl(_flat(z), _flat(y), _flat(D), weights, y_int, rows, cols,
+                                      c, act, float(slope), sample_weight is not None)
+    return loss / norm, int(correct), D
 
 
 # ---- gather ----------------------------------------------------------------------------

@@ -149,6 +149,10 @@ class EarlyStopping(Callback):
     stopped_epoch : int
         The (0-based) epoch at which training stopped; 0 if it did not stop early.
     best, best_epoch : the best value seen and its epoch.
+
+    At the end of training the trainer's :class:`~fastsgd.History` gets an
+    ``early_stopping`` dict (``monitor``, ``best_epoch``, ``stopped_epoch``:
+    0-based or None, ``restored``) that ``History.plot()`` marks.
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
@@ -220,6 +224,13 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        history = getattr(self.trainer, "history", None)
+        if history is not None:  # for History.plot: where training stopped and the best epoch
+            history.early_stopping = {
+                "monitor": self.monitor,
+                "best_epoch": self.best_epoch if self.best is not None else None,
+                "stopped_epoch": self.stopped_epoch if self.stopped_epoch > 0 else None,
+                "restored": self.restore_best_weights and self.best_weights is not None}
         if self.stopped_epoch > 0 and self.verbose and _is_writer(self):
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:

@@ -2,6 +2,8 @@
 
     fastsgd train [--net shallow|intermediate] [options]   train on MNIST
     fastsgd evaluate MODEL [--data DIR]                     test accuracy of a saved model
+    fastsgd book --out DIR [--quick]                        the chapter's experiments: figures
+                                                            and a report
     fastsgd info                                            build and run-time configuration
 
 ``mpiexec -n 4 fastsgd train ...`` trains data-parallel over the 4 ranks: the
@@ -18,6 +20,14 @@ import os
 import statistics
 import sys
 import tempfile
+
+from . import optimizers
+from ._config import get_num_threads, set_num_threads
+from ._info import show_config
+from .callbacks import EarlyStopping
+from .io import load_model
+from .layers import Dense, Sequential
+from .trainer import Trainer
 
 NETS = {
     # the book's Shallow Net: 784 -> 64 sigmoid -> 10 softmax, quadratic cost, SGD η = 0.01
@@ -69,7 +79,7 @@ _nonneg_int = _number(int, 0, True, "an integer >= 0")
 
 def build_parser():
     p = _Parser(prog="fastsgd", description="Train dense networks with mini-batch SGD on the CPU.")
-    sub = p.add_subparsers(dest="command", metavar="{train,evaluate,info}")
+    sub = p.add_subparsers(dest="command", metavar="{train,evaluate,book,info}")
     t = sub.add_parser("train", help="train a network on MNIST")
     t.add_argument("--net", choices=sorted(NETS), default="shallow",
                    help="the book's network and its settings (default: shallow)")
@@ -88,12 +98,17 @@ def build_parser():
     t.add_argument("--seed", type=_nonneg_int, default=42)
     t.add_argument("--threads", type=_positive_int)
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    t.add_argument("--data", metavar="DIR", help="folder with the four MNIST IDX files")
+    t.add_argument("--data", metavar="DIR", help="folder with the four MNIST IDX files "
+                   "(default: $FASTSGD_DATA, else the files packaged with fastsgd)")
     t.add_argument("--download", action="store_true",
-                   help="download full MNIST into the cache when it is not found")
+                   help="download full MNIST into the cache if no copy is found")
     t.add_argument("--sample", action="store_true",
-                   help="use the bundled 10,000-image sample even if full MNIST is found")
+                   help="train on the 8,000-image sample instead of full MNIST (quicker, "
+                   "lower accuracy)")
     t.add_argument("--save", metavar="PATH", help="write the trained model here (.npz)")
+    t.add_argument("--plot", metavar="PATH",
+                   help="save the learning curves (cost and accuracy per epoch) as an image "
+                   "(needs matplotlib)")
     t.add_argument("--find-lr", action="store_true",
                    help="sweep the learning rate first and train with the suggested one")
     t.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
@@ -106,25 +121,82 @@ def build_parser():
     e.add_argument("model", metavar="MODEL")
     e.add_argument("--data", metavar="DIR")
     e.add_argument("--sample", action="store_true")
+    b = sub.add_parser("book", help="run the chapter's experiments: PNG figures and a Markdown "
+                       "report (needs matplotlib)")
+    b.add_argument("--out", metavar="DIR", required=True, help="folder for the figures and "
+                   "report.md (created if needed)")
+    b.add_argument("--quick", action="store_true",
+                   help="fewer epochs and smaller training sets (quicker; the report says "
+                   "so)")
+    b.add_argument("--seed", type=_nonneg_int, default=0)
+    b.add_argument("--threads", type=_positive_int)
+    b.add_argument("--data", metavar="DIR", help="folder with the four MNIST IDX files")
     sub.add_parser("info", help="show the build and run-time configuration")
     return p
 
 
-def _load_data(args, out):
+def _load_data(args, out, training=True):
+    """Full MNIST (``--data``, ``$FASTSGD_DATA``, the packaged files, the cache) or the
+    sample (``--sample``); says which. Returns ``(data, "full" | "sample")``."""
     from . import datasets
     if not args.sample:
         try:
-            data = datasets.load_mnist(args.data, download=getattr(args, "download", False))
-            where = args.data or "the search path"
-            out(f"data: full MNIST from {where} (60,000 training, 10,000 test images)")
-            return data
+            found = datasets.locate_mnist(args.data)
+            if found is None and getattr(args, "download", False):
+                datasets.load_mnist(download=True)
+                found = datasets.locate_mnist()
         except FileNotFoundError as e:
-            if args.data:
-                raise UsageError(str(e))
+            raise UsageError(str(e))
+        if found is not None:
+            folder, origin = found
+            data = datasets.load_mnist(folder, download=False)
+            out(f"data: full MNIST from {datasets.ORIGINS[origin]} ({folder}): "
+                f"{len(data[0][1]):,} training, {len(data[1][1]):,} test images")
+            return data, "full"
+        out("data: full MNIST not found (the packaged files are missing and nothing is in the "
+            "cache; --download fetches it)")
     data = datasets.load_mnist_sample()
-    out(f"data: full MNIST not found; using the bundled MNIST sample "
-        f"({len(data[0][1]):,} training, {len(data[1][1]):,} test images)")
-    return data
+    n = len(data[0][1])
+    line = (f"data: the MNIST sample: {n:,} training, {len(data[1][1]):,} test images (MNIST's "
+            f"test set, split)")
+    if training:
+        batch = args.batch_size or NETS[args.net]["batch_size"]
+        line += (f". At batch size {batch} an epoch is {-(-n // batch)} rounds instead of "
+                 f"{-(-60000 // batch)} on full MNIST, so expect a lower accuracy than the book's")
+    out(line)
+    return data, "sample"
+
+
+def _book_comparison(args, acc, epochs_run, settings, source):
+    """The book's published result for ``--net``, beside this run's, with the differences."""
+    from .book import BOOK_NETS
+    ref = BOOK_NETS[args.net]
+    line = (f"book: the {ref['title']} reaches about {ref['accuracy']:.0%} test accuracy after "
+            f"{ref['epochs']} epochs on full MNIST (Deep Learning Illustrated); this run: "
+            f"{acc:.2%} after {epochs_run} epoch{'s' if epochs_run != 1 else ''}")
+    alias = {"quadratic": "mse"}
+    differs = [f"{k}={v}" for k, v in settings.items()
+               if k not in ref or (alias.get(v, v) if isinstance(v, str) else v) != ref[k]]
+    notes = []
+    if source == "sample":
+        notes.append("the sample gives fewer rounds per epoch and less data than the book's full "
+                     "MNIST, so its accuracy is lower than the book's")
+    if differs:
+        notes.append("settings differ from the book's: " + ", ".join(differs))
+    if epochs_run < settings["epochs"]:
+        notes.append(f"training stopped after {epochs_run} of {settings['epochs']} epochs")
+    return line + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _check_plot_path(path):
+    from .plotting import require_matplotlib
+    try:
+        require_matplotlib("--plot")
+    except ImportError as e:
+        raise UsageError(str(e))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--plot: the folder {folder} does not exist")
 
 
 def _check_save_path(path):
@@ -174,8 +246,6 @@ def _train_mpi(args, out):
 
 
 def _train(args, out, comm=None):
-    import fastsgd
-    from fastsgd import Dense, EarlyStopping, Sequential, Trainer
     if args.save:
         _check_save_path(args.save)
     if comm is not None:
@@ -195,13 +265,15 @@ def _train(args, out, comm=None):
     batch = args.batch_size or cfg["batch_size"]
     epochs = args.epochs or cfg["epochs"]
     if args.threads and comm is None:
-        fastsgd.set_num_threads(args.threads)
-    (X, y), (Xt, yt) = _load_data(args, out)
+        set_num_threads(args.threads)
+    if args.plot:
+        _check_plot_path(args.plot)
+    ((X, y), (Xt, yt)), source = _load_data(args, out)
     layers = [Dense(hidden[0], activation, input_dim=X.shape[1])]
     layers += [Dense(u, activation) for u in hidden[1:]]
     layers.append(Dense(10, "softmax"))
     model = Sequential(layers, dtype=args.dtype, seed=args.seed)
-    opt_cls = fastsgd.optimizers.OPTIMIZERS[args.optimizer]
+    opt_cls = optimizers.OPTIMIZERS[args.optimizer]
     kwargs = {"lr": lr}
     if args.momentum:
         if args.optimizer not in ("sgd", "rmsprop"):
@@ -216,7 +288,7 @@ def _train(args, out, comm=None):
         lr = res.suggestion
     model.summary(print_fn=out)
     out(f"cost={cost} optimizer={args.optimizer} lr={lr:g} batch_size={batch} epochs={epochs} "
-        f"threads={fastsgd.get_num_threads()} dtype={args.dtype}")
+        f"threads={get_num_threads()} dtype={args.dtype}")
     trainer = Trainer(model, cost, opt, batch_size=batch, seed=args.seed, comm=comm,
                       threads_per_rank=args.threads, check_sync=args.check_sync)
     callbacks = []
@@ -234,19 +306,50 @@ def _train(args, out, comm=None):
     if args.save and (comm is None or comm.Get_rank() == 0):
         model.save(args.save, optimizer=opt)
         out(f"saved model to {args.save}")
+    if args.plot and hist.epoch and (comm is None or comm.Get_rank() == 0):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig = hist.plot()
+        fig.savefig(args.plot, dpi=110)
+        plt.close(fig)
+        out(f"saved the learning curves to {args.plot}")
+    elif args.plot and not hist.epoch:
+        out("no epoch completed, so there are no learning curves to save")
+    settings = {"hidden": hidden, "activation": activation, "cost": cost, "lr": lr,
+                "batch_size": batch, "epochs": epochs}
+    if args.optimizer != "sgd" or args.momentum:
+        settings["optimizer"] = args.optimizer + (f" with momentum {args.momentum:g}"
+                                                  if args.momentum else "")
+    out(_book_comparison(args, res["accuracy"], len(hist.epoch), settings, source))
     return 0
 
 
 def _evaluate(args, out):
-    import fastsgd
     try:
-        model = fastsgd.load_model(args.model)
+        model = load_model(args.model)
     except (OSError, ValueError) as e:
         raise UsageError(str(e))
-    _, (Xt, yt) = _load_data(args, out)
+    (_, (Xt, yt)), _ = _load_data(args, out, training=False)
     cost = "cross_entropy" if model.layers[-1].activation == "softmax" else "mse"
-    res = fastsgd.Trainer(model, cost, fastsgd.SGD()).evaluate(Xt, yt)
+    res = Trainer(model, cost, optimizers.SGD()).evaluate(Xt, yt)
     out(f"test accuracy: {res['accuracy']:.4f}  test cost ({cost}): {res['loss']:.4f}")
+    return 0
+
+
+def _book(args, out):
+    from . import book
+    from .plotting import require_matplotlib
+    try:
+        require_matplotlib("fastsgd book")
+    except ImportError as e:
+        raise UsageError(str(e))
+    if args.threads:
+        set_num_threads(args.threads)
+    try:
+        book.run(args.out, quick=args.quick, seed=args.seed, data=args.data, log=out)
+    except OSError as e:
+        raise UsageError(str(e))
     return 0
 
 
@@ -255,13 +358,14 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise UsageError("a command is required: train, evaluate or info")
+            raise UsageError("a command is required: train, evaluate, book or info")
         if args.command == "info":
-            import fastsgd
-            fastsgd.show_config()
+            show_config()
             return 0
         if args.command == "train":
             return _train_mpi(args, out)
+        if args.command == "book":
+            return _book(args, out)
         return _evaluate(args, out)
     except (UsageError, ValueError, TypeError) as e:
         print(f"fastsgd: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line

@@ -242,26 +242,33 @@ def check_in_sync(comm, trainer, when):
 
 
 def fit(trainer, X, y, *, epochs, validation_data, validation_split, callbacks, verbose,
-        initial_epoch):
+        initial_epoch, sample_weight=None, class_weight=None):
     """:meth:`Trainer.fit` across the ranks of ``trainer.comm`` (arguments already checked)."""
     comm = trainer.comm
     with abort_on_error(comm):
         return _fit(trainer, comm, X, y, epochs=epochs, validation_data=validation_data,
                     validation_split=validation_split, callbacks=callbacks, verbose=verbose,
-                    initial_epoch=initial_epoch)
+                    initial_epoch=initial_epoch, sample_weight=sample_weight,
+                    class_weight=class_weight)
 
 
 def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, callbacks, verbose,
-         initial_epoch):
-    from .trainer import DivergenceWarning, History, _Progress
+         initial_epoch, sample_weight, class_weight):
+    from . import _feeds
+    from .trainer import DivergenceWarning, History, _check_weights, _is_source, _Progress, _row_weights
 
     MPI = _mpi()
     rank, size = comm.Get_rank(), comm.Get_size()
     setup_threads(comm, trainer.threads_per_rank)
     check = trainer.check_sync or os.environ.get("FASTSGD_CHECK_SYNC", "") not in ("", "0")
 
+    if _is_source(X, y):
+        raise ValueError("data-parallel training (comm) needs the data as an array, a memory "
+                         "map or a row-indexable dataset that every rank can read, not a "
+                         "streamed source")
     X, t = trainer._prepare(X, y)
-    Xv = tv = None
+    sample_weight = _row_weights(sample_weight, class_weight, t, X.shape[0], trainer.model.output_dim)
+    Xv = tv = wv = None
     if validation_split:
         n_val = int(math.floor(X.shape[0] * validation_split))
         if n_val < 1 or n_val >= X.shape[0]:
@@ -269,11 +276,16 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
                              f"{'validation' if n_val < 1 else 'training'}")
         X, Xv = X.head(X.n_rows - n_val), X.tail(n_val)
         t, tv = t[:-n_val], t[-n_val:]
+        if sample_weight is not None:
+            sample_weight, wv = sample_weight[:-n_val], sample_weight[-n_val:]
     elif validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a tuple (X_val, y_val)")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError("validation_data must be a tuple (X_val, y_val) or "
+                            "(X_val, y_val, sample_weight_val)")
         Xv, tv = trainer._prepare(validation_data[0], validation_data[1], "validation X",
                                   "validation y")
+        if len(validation_data) == 3:
+            wv = _check_weights("validation sample_weight", validation_data[2], Xv.shape[0])
 
     model = trainer.model
     opt = trainer.optimizer
@@ -283,13 +295,14 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
     params, layout = model._flat_parameters()  # broadcast from rank 0 below
     # the ranks must run the same loop, or one would wait for the others forever
     shape = (n, bs, epochs, layout.size, str(model.dtype), trainer.cost.name, trainer.shuffle,
-             None if Xv is None else Xv.shape[0], type(opt).__name__)
+             None if Xv is None else Xv.shape[0], type(opt).__name__, sample_weight is None)
     shapes = comm.allgather(shape)
     differ = [r for r, s in enumerate(shapes) if s != shapes[0]]
     if differ:
         raise ValueError(f"every rank must call fit with the same data sizes and settings: rank(s) "
                          f"{', '.join(map(str, differ))} differ from rank 0 ((rows, batch_size, "
-                         f"epochs, parameters, dtype, cost, shuffle, validation rows, optimizer): "
+                         f"epochs, parameters, dtype, cost, shuffle, validation rows, optimizer, "
+                         f"unweighted): "
                          f"{shapes[0]} on rank 0, {shapes[differ[0]]} on rank {differ[0]})")
 
     # the flat gradients and, after them, [ranks with a non-finite cost, cost sum, correct]:
@@ -302,7 +315,6 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
     update = _net.Update(plan.params, plan.grads, slots, opt.segments(plan.layout, model.layers))
     update.configure(opt.hyper())
     trainer._run.update = update
-    net.bind(X, t)
 
     eval_net = None
     if Xv is not None:
@@ -310,7 +322,8 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
         if v_rows:
             eval_cap = min(v_rows, max(bs, 1024))
             eval_net = _net.Net(build_plan(model, eval_cap, cost=trainer.cost.name))
-            eval_net.bind(Xv.head(v_off + v_rows).tail(v_rows), tv[v_off:v_off + v_rows])
+            eval_net.bind(Xv.head(v_off + v_rows).tail(v_rows), tv[v_off:v_off + v_rows],
+                          None if wv is None else wv[v_off:v_off + v_rows])
 
     history = History()
     # what the run cost this rank in communication: seconds in the gradient Allreduce, per
@@ -329,9 +342,14 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
         cb.set_params(cb_params)
     from .callbacks import _overrides
     batch_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
+    # the same global batches, in the same order, as one process (every rank binds all rows
+    # and reads those of its slices)
+    feed = _feeds.ArrayFeed(net, X, t, bs, trainer.shuffle, trainer._rng, trainer.chunk_rows,
+                            trainer.buffer_chunks, read_only_indices=bool(batch_cbs),
+                            sample_weight=sample_weight)
+    weighted = net.sample_weight is not None
     progress = _Progress(verbose if rank == 0 else 0, epochs, n_batches)
     acc_denom = trainer._judged_per_sample()
-    order = np.arange(n, dtype=np.int64)
 
     trainer._run.callbacks = callbacks
     trainer._run.initial_epoch = initial_epoch
@@ -356,24 +374,18 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
         follow_rank0()
         update.configure(opt.hyper())
         lr_used = opt.lr
-        if trainer.shuffle:
-            perm = np.asarray(trainer._rng.permutation(n), dtype=np.int64)
-            net.set_order(perm)
-            order = perm
-        if batch_cbs:
-            order.flags.writeable = False
         progress.epoch_begin(epoch)
         t0 = time.perf_counter()
         loss_sum = 0.0        # this rank's share
         correct = 0
         seen = 0              # rows of the global batches run
+        weight_seen = 0.0     # the costs' denominator: rows, or their summed weights
         run_loss = 0.0        # the global batches' cost sum (progress bar)
         ar_seconds = 0.0      # this rank's time in the gradient Allreduce
         stopped = False
-        for b in range(n_batches):
-            start = b * bs
-            nb = min(bs, n - start)
+        for b, (start, nb, indices) in enumerate(feed.epoch(epoch)):
             off, m = _split(nb, size, rank)
+            bw = net.batch_weight(start, nb) if weighted else nb
             ls, c = 0.0, 0
             tail[0] = 0
             if m:
@@ -381,8 +393,13 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
                 ls, c = net.cost(start + off, m)
                 if ls - ls == 0.0:  # finite
                     net.backward(start + off, m)
-                    if m != nb:  # the slice's mean -> its share of the batch's mean
-                        grads *= m / nb
+                    # the slice's (weighted) mean -> its share of the batch's
+                    if not weighted:
+                        share = m / nb
+                    else:  # a batch whose weights are all 0 has a zero gradient
+                        share = net.batch_weight(start + off, m) / bw if bw > 0 else 0.0
+                    if share != 1.0:
+                        grads *= share
                 else:
                     tail[0] = 1
                     grads.fill(0)
@@ -407,10 +424,11 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
             loss_sum += ls
             correct += c
             seen += nb
+            weight_seen += bw
             run_loss += float(tail[1])
             if batch_cbs:
-                blogs = {"batch": b, "size": nb, "loss": float(tail[1]) / nb,
-                         "indices": order[start:start + nb]}
+                blogs = {"batch": b, "size": nb, "loss": float(tail[1]) / bw if bw > 0 else 0.0,
+                         "indices": indices}
                 if classification:
                     blogs["accuracy"] = float(tail[2]) / (nb * acc_denom)
                 for cb in batch_cbs:
@@ -422,23 +440,24 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
                 if model.stop_training:
                     break
             if progress.tty:
-                progress.batch(b + 1, run_loss / seen)
+                progress.batch(b + 1, run_loss / weight_seen if weight_seen > 0 else 0.0)
         opt.iterations = update.step - 1
         history.comm["allreduce_seconds"].append(ar_seconds)
         if stopped:
             break
-        sums = np.array([loss_sum, correct, 0.0, 0.0])
+        sums = np.array([loss_sum, correct, 0.0, 0.0, 0.0])
         if eval_net is not None:
             for s in range(0, v_rows, eval_cap):
                 vl, vc = eval_net.eval_batch(s, min(eval_cap, v_rows - s))
                 sums[2] += vl
                 sums[3] += vc
+            sums[4] = eval_net.batch_weight(0, v_rows)
         comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
-        logs = {"loss": float(sums[0]) / seen}
+        logs = {"loss": float(sums[0]) / weight_seen if weight_seen > 0 else 0.0}
         if classification:
             logs["accuracy"] = float(sums[1]) / (seen * acc_denom)
         if Xv is not None:
-            logs["val_loss"] = float(sums[2]) / Xv.shape[0]
+            logs["val_loss"] = float(sums[2]) / sums[4] if sums[4] > 0 else 0.0
             if classification:
                 logs["val_accuracy"] = float(sums[3]) / (Xv.shape[0] * acc_denom)
         logs["lr"] = lr_used

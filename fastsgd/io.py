@@ -53,7 +53,7 @@ from ._files import atomic_write  # noqa: F401  (re-exported: fastsgd.io.atomic_
 from ._model_file import _META, FORMAT, VERSION, ModelFileError
 from ._model_file import write as _write
 from ._validate import check_bool, check_int
-from .layers import ACTIVATIONS, INITIALIZERS, Dense, Sequential
+from .layers import ACTIVATIONS, INITIALIZERS, Dense, Rescaling, Sequential
 from .optimizers import Optimizer
 
 #: default cap on the total uncompressed size of the arrays a model file declares
@@ -78,7 +78,7 @@ _DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data by more than ~1032:1
 _CHUNK = 1 << 20
 _LAYER_KEYS = ("units", "activation", "input_dim", "weight_init", "bias_init",
                "negative_slope", "l1", "l2")
-_TOP_KEYS = {"format", "version", "dtype", "input_dim", "seed", "layers", "optimizer", "extra",
+_TOP_KEYS = {"format", "version", "dtype", "input_dim", "seed", "layers", "optimizer", "extra", "rescaling",
              "param_sets"}
 _OPT_KEYS = {"class", "config", "iterations", "n_state"}
 #: state arrays that hold sums or averages of squares and so are never negative
@@ -420,6 +420,11 @@ def _check_meta(meta, path):
     if seed is not None and (not _is_int(seed) or not 0 <= seed < 2 ** 128):
         raise _bad(path, f"bad seed {_short(seed)}")
     cfgs, shapes = _check_layers(meta, path)
+    rescaling = meta.get("rescaling")
+    if rescaling is not None and (not isinstance(rescaling, dict)
+                                  or set(rescaling) != {"scale", "offset"}
+                                  or not all(_is_num(v) for v in rescaling.values())):
+        raise _bad(path, f"bad rescaling {_short(rescaling)}")
     n_sets = meta.get("param_sets", 0)
     if not _is_int(n_sets) or not 0 <= n_sets <= MAX_PARAM_SETS:
         raise _bad(path, f"bad param_sets {_short(n_sets)}")
@@ -535,7 +540,10 @@ def _assemble(reader, path, optimizer, rebuild_optimizer, cap, want_sets, dtype,
     # declares for it, and that size with what its compressed bytes can hold: the layers'
     # random initialisation below allocates no more than the file justifies.
     try:
-        model = Sequential([Dense(**c) for c in cfgs], dtype=dtype, seed=meta.get("seed"))
+        layers = [Dense(**c) for c in cfgs]
+        if meta.get("rescaling") is not None:
+            layers.insert(0, Rescaling(**meta["rescaling"]))
+        model = Sequential(layers, dtype=dtype, seed=meta.get("seed"))
     except (TypeError, ValueError) as e:
         raise _bad(path, f"bad layer configuration ({e})") from None
     for i, layer in enumerate(model.layers):

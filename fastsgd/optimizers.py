@@ -294,6 +294,10 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = check_float("initial_accumulator_value",
                                                      initial_accumulator_value, low=0.0)
         self.epsilon = check_float("epsilon", epsilon, low=0.0)
+        if self.epsilon == 0.0 and self.initial_accumulator_value == 0.0:
+            raise ValueError("epsilon=0 with initial_accumulator_value=0 divides 0 by 0 for "
+                             "every weight whose gradient is 0: every such step would be "
+                             "refused; give epsilon > 0")
 
     def _initial_slot(self, k, size, dtype):
         return np.full(size, self.initial_accumulator_value, dtype)
@@ -314,7 +318,7 @@ class RMSprop(Optimizer):
         super().__init__(lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.rho = check_float("rho", rho, low=0.0, high=1.0, high_open=True)
         self.momentum = check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
-        self.epsilon = check_float("epsilon", epsilon, low=0.0)
+        self.epsilon = check_float("epsilon", epsilon, low=0.0, low_open=True)
         self.centered = check_bool("centered", centered)
 
     def _n_states(self):
@@ -336,7 +340,9 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.beta_1 = check_float("beta_1", beta_1, low=0.0, high=1.0, high_open=True)
         self.beta_2 = check_float("beta_2", beta_2, low=0.0, high=1.0, high_open=True)
-        self.epsilon = check_float("epsilon", epsilon, low=0.0)
+        # epsilon = 0 divides 0 by 0 wherever a gradient is 0 (a dead unit): every step
+        # would be refused
+        self.epsilon = check_float("epsilon", epsilon, low=0.0, low_open=True)
         self.amsgrad = check_bool("amsgrad", amsgrad)
 
     def _n_states(self):

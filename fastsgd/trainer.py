@@ -11,12 +11,14 @@ GEMM packs its panels straight from the permutation.
 import functools
 import math
 import sys
+import threading
 import time
 import warnings
+import weakref
 
 import numpy as np
 
-from . import _core, _net
+from . import _core, _feeds, _net
 from . import costs as _costs
 from . import optimizers as _optimizers
 from ._network import build_plan
@@ -57,6 +59,13 @@ class History:
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+    def plot(self, metrics=None, ax=None):
+        """Plot the cost and accuracy per epoch (training and validation),
+        marking the early-stopping point when known; needs matplotlib.
+        Returns the Figure. See :func:`fastsgd.plotting.plot_history`."""
+        from .plotting import plot_history
+        return plot_history(self, metrics=metrics, ax=ax)
 
 
 def _prepare_targets(name, y, n, units, cost, dtype):
@@ -119,19 +128,93 @@ class _FitRun:
                               f"interrupted: {e!r}", RuntimeWarning, stacklevel=3)
 
 
+_FIT_LOCKS = weakref.WeakKeyDictionary()   # model -> the lock its fit holds
+_FIT_LOCKS_GUARD = threading.Lock()
+
+
+def _fit_lock(model):
+    with _FIT_LOCKS_GUARD:
+        lock = _FIT_LOCKS.get(model)
+        if lock is None:
+            lock = _FIT_LOCKS[model] = threading.Lock()
+        return lock
+
+
 def _finish_on_interrupt(fit):
     """On any exception in ``fit`` (KeyboardInterrupt included), leave the optimizer's
     ``iterations`` equal to the steps applied and run ``on_train_end`` (logs
     ``{"interrupted": True}``), then let the exception propagate."""
     @functools.wraps(fit)
     def run(self, *args, **kwargs):
-        self._run = _FitRun()
+        lock = _fit_lock(self.model)
+        if not lock.acquire(blocking=False):
+            raise RuntimeError("this model is already being trained by another fit() call (in "
+                               "another thread): two fits would interleave their steps; train "
+                               "it from one thread at a time, or train a copy")
         try:
-            return fit(self, *args, **kwargs)
-        except BaseException:
-            self._run.interrupted(self)
-            raise
+            self._run = _FitRun()
+            try:
+                return fit(self, *args, **kwargs)
+            except BaseException:
+                self._run.interrupted(self)
+                raise
+        finally:
+            lock.release()
     return run
+
+
+def _check_weights(name, w, n):
+    """A copy of per-sample weights as float64 (n,), finite and non-negative, or None."""
+    if w is None:
+        return None
+    w = as_ndarray(name, w, "a 1-D array of non-negative numbers")
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, got dtype {w.dtype}")
+    w = np.array(w, dtype=np.float64).reshape(-1) if w.ndim == 1 else w
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {np.shape(w)}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{name} must hold finite, non-negative numbers")
+    return w
+
+
+def _row_weights(sample_weight, class_weight, t, n, units):
+    """Per-row weights from ``sample_weight`` and ``class_weight`` (or None)."""
+    w = _check_weights("sample_weight", sample_weight, n)
+    if class_weight is None:
+        return w
+    if t.dtype == np.int64:
+        labels = t if units > 1 else t.astype(np.int64)
+    elif t.ndim == 2 and t.shape[1] > 1:
+        labels = t.argmax(axis=1)
+    else:
+        labels = np.rint(t.reshape(-1)).astype(np.int64)
+    classes, counts = np.unique(labels, return_counts=True)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
+        table = {int(c): n / (len(classes) * k) for c, k in zip(classes, counts)}
+    elif isinstance(class_weight, dict):
+        table = {}
+        for c, v in class_weight.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v) or v < 0:
+                raise ValueError(f"class_weight[{c!r}] must be a finite, non-negative number")
+            table[c] = float(v)
+    else:
+        raise TypeError(f"class_weight must be a dict or 'balanced', got "
+                        f"{type(class_weight).__name__}")
+    per_row = np.array([table.get(int(c), 1.0) for c in classes], dtype=np.float64)
+    cw = per_row[np.searchsorted(classes, labels)]
+    return cw if w is None else w * cw
+
+
+def _is_source(X, y):
+    """True for a streamed source: y is None and X is a callable or an
+    iterable of (X, y) chunks rather than an array."""
+    if y is not None or isinstance(X, (np.ndarray, str, bytes)) or hasattr(X, "shape"):
+        return False
+    return callable(X) or hasattr(X, "__iter__")
 
 
 class _Progress:
@@ -151,12 +234,17 @@ class _Progress:
             self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
     def batch(self, done, loss):
+        self.done = done
         if not self.tty:
             return
         now = time.perf_counter()
-        if now - self._last < 0.1 and done < self.batches:
+        if now - self._last < 0.1 and (self.batches is None or done < self.batches):
             return
         self._last = now
+        if self.batches is None:   # a streamed source's first epoch: the count is not known
+            self.stream.write(f"\r{done} batches - loss: {loss:.4f}")
+            self.stream.flush()
+            return
         width = 30
         filled = int(width * done / self.batches)
         bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
@@ -175,7 +263,8 @@ class _Progress:
                 parts.append(f"{k}: {logs[k]:.4f}")
         line = " - ".join(parts)
         if self.tty:
-            self.stream.write(f"\r{self.batches}/{self.batches} - {line}\x1b[K\n")
+            n = self.batches if self.batches is not None else getattr(self, "done", 0)
+            self.stream.write(f"\r{n}/{n} - {line}\x1b[K\n")
         else:
             self.stream.write(f"Epoch {epoch + 1}/{self.epochs} - {line}\n")
         self.stream.flush()
@@ -195,10 +284,18 @@ class Trainer:
     batch_size : int
         Samples per mini-batch (>= 1). The last batch of an epoch keeps the
         remainder.
-    shuffle : bool
-        Draw a new permutation each epoch (True) or keep the data order.
+    shuffle : bool or "chunks"
+        Draw a new permutation each epoch (True), keep the data order
+        (False), or shuffle chunk-ordered for data read from disk
+        (``"chunks"``: see :mod:`fastsgd._feeds`).
     seed : int or None
         Fixes the shuffling. None takes the model's seed when it has one.
+    chunk_rows, buffer_chunks : int
+        The chunk-ordered shuffle's chunk size and how many chunks are mixed
+        at a time (``shuffle="chunks"``).
+    shuffle_buffer : int
+        Rows gathered and shuffled at a time when training from a streamed
+        source (see :meth:`fit`).
     comm : mpi4py communicator or None
         Train data-parallel across the ranks of ``comm`` (e.g.
         ``MPI.COMM_WORLD``): every rank calls :meth:`fit` with the same
@@ -214,7 +311,8 @@ class Trainer:
     """
 
     def __init__(self, model, cost, optimizer, *, batch_size=32, shuffle=True, seed=None,
-                 comm=None, threads_per_rank=None, check_sync=False):
+                 chunk_rows=4096, buffer_chunks=4, shuffle_buffer=10000, comm=None,
+                 threads_per_rank=None, check_sync=False):
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a fastsgd.Sequential, got {type(model).__name__}")
         self.model = model
@@ -226,7 +324,10 @@ class Trainer:
                              f"last layer uses {out_act!r}")
         self.optimizer = _optimizers.get(optimizer)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.shuffle = check_bool("shuffle", shuffle)
+        self.shuffle = shuffle if shuffle == "chunks" else check_bool("shuffle", shuffle)
+        self.chunk_rows = check_int("chunk_rows", chunk_rows, minimum=1)
+        self.buffer_chunks = check_int("buffer_chunks", buffer_chunks, minimum=1)
+        self.shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, minimum=1)
         if seed is not None:
             seed = check_int("seed", seed, minimum=0)
         elif model.seed is not None:
@@ -274,34 +375,57 @@ class Trainer:
         t, _ = _prepare_targets(name_y, y, X.n_rows, m.output_dim, self.cost, m.dtype)
         return X, t
 
+    def _prepare_chunk(self, X, y, k):
+        """One chunk of a streamed source, checked (rows converted per batch later)."""
+        m = self.model
+        name = f"source item {k}"
+        if not isinstance(X, np.ndarray):
+            X = as_ndarray(f"{name}: X", X, "a 2-D numpy array")
+        if X.dtype.kind not in "fiu":
+            raise TypeError(f"{name}: X must hold real numbers, got dtype {X.dtype}")
+        if X.ndim != 2 or X.shape[1] != m.input_dim:
+            raise _feeds.SourceError(f"{name}: X has shape {X.shape}; the model takes "
+                                     f"(rows, {m.input_dim})")
+        t, _ = _prepare_targets(f"{name}: y", y, X.shape[0], m.output_dim, self.cost, m.dtype)
+        return X, t
+
     def _evaluate_net(self, net, cap, n):
-        """Mean cost (and accuracy) over the ``n`` rows bound to ``net``."""
+        """Mean cost (weighted mean with sample weights) and accuracy over the
+        ``n`` rows bound to ``net``."""
         loss = 0.0
         correct = 0
         for start in range(0, n, cap):
             ls, c = net.eval_batch(start, min(cap, n - start))
             loss += ls
             correct += c
-        out = {"loss": loss / n}
+        weight = net.batch_weight(0, n)
+        out = {"loss": loss / weight if weight > 0 else 0.0}
         if self._classification():
             out["accuracy"] = correct / (n * self._judged_per_sample())
         return out
 
     # -- public API -------------------------------------------------------------
     @_finish_on_interrupt
-    def fit(self, X, y, *, epochs=1, validation_data=None, validation_split=0.0, callbacks=(),
-            verbose=1, initial_epoch=0):
+    def fit(self, X, y=None, *, epochs=1, validation_data=None, validation_split=0.0, callbacks=(),
+            verbose=1, initial_epoch=0, sample_weight=None, class_weight=None):
         """Train for ``epochs`` passes over ``(X, y)``.
 
         Parameters
         ----------
-        X : array, shape (n, inputs)
-            Any real dtype and memory layout; converted once per fit (never
-            per batch) to a C-contiguous array of the model's dtype.
-        y : array
-            Integer class labels (n,) or targets (n, units).
+        X : array-like, shape (n, inputs), or a streamed source
+            A NumPy array of any real dtype and layout (uint8 images, memory
+            maps of ``.npy`` files, ...), a ``scipy.sparse`` matrix, or any
+            row-indexable 2-D dataset: never converted whole -- arrays of the
+            model's dtype are read in place, others converted batch by batch
+            (see :mod:`fastsgd._inputs`). Or a streamed source with ``y=None``:
+            an iterable of ``(X_chunk, y_chunk)`` pairs that can be iterated
+            again each epoch, or a callable returning one (see
+            :mod:`fastsgd._feeds`); an epoch is one pass over it.
+        y : array or None
+            Integer class labels (n,) or targets (n, units); None for a
+            source.
         epochs : int
-        validation_data : (X_val, y_val), optional
+        validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
         validation_split : float in [0, 1)
             Hold out the *last* fraction of ``(X, y)``, taken before any
             shuffling (as Keras does), for validation.
@@ -309,6 +433,15 @@ class Trainer:
         verbose : {0, 1, 2}
             0 silent; 1 a progress bar on a terminal (one line per epoch
             otherwise); 2 one line per epoch.
+        sample_weight : array (n,), optional
+            Non-negative weight per sample: each mini-batch's cost and its
+            gradient become the weighted mean (the batch's summed weighted
+            cost divided by its summed weights), in the compiled cost kernel.
+            A weight of 0 removes the sample's contribution.
+        class_weight : dict or "balanced", optional
+            A weight per class label (multiplied into ``sample_weight``);
+            ``"balanced"`` gives ``n / (n_classes * count(class))`` as
+            scikit-learn does. Needs integer labels (or one-hot rows).
         initial_epoch : int
             The epoch to start at (Keras's meaning: ``epochs`` is the index
             to stop before, so ``epochs - initial_epoch`` epochs run).
@@ -348,10 +481,26 @@ class Trainer:
             from . import distributed
             return distributed.fit(self, X, y, epochs=epochs, validation_data=validation_data,
                                    validation_split=validation_split, callbacks=callbacks,
-                                   verbose=verbose, initial_epoch=initial_epoch)
+                                   verbose=verbose, initial_epoch=initial_epoch,
+                                   sample_weight=sample_weight, class_weight=class_weight)
 
-        X, t = self._prepare(X, y)
-        Xv = tv = None
+        stream = _is_source(X, y)
+        if stream:
+            if validation_split:
+                raise ValueError("validation_split needs arrays; give a streamed source "
+                                 "validation_data instead")
+            if not self.model.built:
+                raise ValueError("give the first layer input_dim to train from a streamed "
+                                 "source (its width is not known before the first chunk)")
+        else:
+            X, t = self._prepare(X, y)
+        if stream and (sample_weight is not None or class_weight is not None):
+            raise ValueError("with a streamed source give weights in its items: (X, y, w) "
+                             "triples")
+        if not stream:
+            sample_weight = _row_weights(sample_weight, class_weight, t, X.shape[0],
+                                         self.model.output_dim)
+        Xv = tv = wv = None
         if validation_split:
             n_val = int(math.floor(X.shape[0] * validation_split))
             if n_val < 1 or n_val >= X.shape[0]:
@@ -359,23 +508,34 @@ class Trainer:
                                  f"{'validation' if n_val < 1 else 'training'}")
             X, Xv = X.head(X.n_rows - n_val), X.tail(n_val)
             t, tv = t[:-n_val], t[-n_val:]
+            if sample_weight is not None:
+                sample_weight, wv = sample_weight[:-n_val], sample_weight[-n_val:]
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a tuple (X_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("validation_data must be a tuple (X_val, y_val) or "
+                                "(X_val, y_val, sample_weight_val)")
             Xv, tv = self._prepare(validation_data[0], validation_data[1], "validation X",
                                    "validation y")
+            if len(validation_data) == 3:
+                wv = _check_weights("validation sample_weight", validation_data[2], Xv.shape[0])
 
-        n = X.shape[0]
-        bs = min(self.batch_size, n)
-        n_batches = -(-n // bs)
+        bs = self.batch_size if stream else min(self.batch_size, X.shape[0])
         net, update = self._build_net(bs, training=True)
         self._run.update = update
-        net.bind(X, t)
+        batch_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
+        if stream:
+            feed = _feeds.StreamFeed(net, X, self._prepare_chunk, bs, self.shuffle, self._rng,
+                                     self.shuffle_buffer)
+        else:
+            feed = _feeds.ArrayFeed(net, X, t, bs, self.shuffle, self._rng, self.chunk_rows,
+                                    self.buffer_chunks, read_only_indices=bool(batch_cbs),
+                                    sample_weight=sample_weight)
+        n_batches = feed.n_batches
         eval_net = None
         if Xv is not None:
             eval_cap = min(Xv.shape[0], max(bs, 1024))
             eval_net, _ = self._build_net(eval_cap, training=False)
-            eval_net.bind(Xv, tv)
+            eval_net.bind(Xv, tv, wv)
 
         history = History()
         self.history = history
@@ -389,12 +549,10 @@ class Trainer:
         for cb in callbacks:
             cb.set_trainer(self)
             cb.set_params(params)
-        batch_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         progress = _Progress(verbose, epochs, n_batches)
         classification = self._classification()
         acc_denom = self._judged_per_sample()
         opt = self.optimizer
-        order = np.arange(n, dtype=np.int64)  # the rows of each epoch, in batch order
 
         self._run.callbacks = callbacks
         self._run.initial_epoch = initial_epoch
@@ -405,21 +563,15 @@ class Trainer:
                 cb.on_epoch_begin(epoch, {"lr": opt.lr})
             update.configure(opt.hyper())
             lr_used = opt.lr
-            if self.shuffle:
-                perm = np.asarray(self._rng.permutation(n), dtype=np.int64)
-                net.set_order(perm)
-                order = perm
-            if batch_cbs:
-                order.flags.writeable = False
+            progress.batches = feed.n_batches
             progress.epoch_begin(epoch)
             t0 = time.perf_counter()
             loss_sum = 0.0
             correct = 0
             seen = 0
+            weight_seen = 0.0   # the costs' denominator: rows, or their summed weights
             stopped = False
-            for b in range(n_batches):
-                start = b * bs
-                nb = min(bs, n - start)
+            for b, (start, nb, indices) in enumerate(feed.epoch(epoch)):
                 try:
                     ls, c = net.train_batch(start, nb)
                 except _core.NonFiniteError:
@@ -433,12 +585,15 @@ class Trainer:
                         DivergenceWarning, stacklevel=2)
                     stopped = True
                     break
+                weighted = net.sample_weight is not None
+                bw = net.batch_weight(start, nb) if weighted else nb
                 loss_sum += ls
                 correct += c
                 seen += nb
+                weight_seen += bw
                 if batch_cbs:
-                    blogs = {"batch": b, "size": nb, "loss": ls / nb,
-                             "indices": order[start:start + nb]}
+                    blogs = {"batch": b, "size": nb, "loss": ls / bw if bw > 0 else 0.0,
+                             "indices": indices}
                     if classification:
                         blogs["accuracy"] = c / (nb * acc_denom)
                     for cb in batch_cbs:
@@ -449,11 +604,11 @@ class Trainer:
                     if model.stop_training:
                         break
                 if progress.tty:
-                    progress.batch(b + 1, loss_sum / seen)
+                    progress.batch(b + 1, loss_sum / weight_seen if weight_seen > 0 else 0.0)
             opt.iterations = update.step - 1
             if stopped:
                 break
-            logs = {"loss": loss_sum / seen}
+            logs = {"loss": loss_sum / weight_seen if weight_seen > 0 else 0.0}
             if classification:
                 logs["accuracy"] = correct / (seen * acc_denom)
             if eval_net is not None:
@@ -474,6 +629,19 @@ class Trainer:
             cb.on_train_end({})
         return history
 
+    def partial_fit(self, X, y=None):
+        """One pass over ``(X, y)`` (or a streamed source) as one or more
+        mini-batches, for data that arrives in pieces.
+
+        The optimizer's state and step count carry over between calls, so
+        calls over consecutive pieces equal one epoch over their
+        concatenation when ``shuffle=False`` and the pieces end on batch
+        boundaries. Returns the pass's logs (``loss``, ``accuracy``, ...);
+        ``self.history`` holds the last call's History.
+        """
+        history = self.fit(X, y, epochs=1, verbose=0)
+        return {k: v[-1] for k, v in history.history.items()} if history.epoch else {}
+
     def gradients(self, X, y):
         """The mean cost on ``(X, y)`` and its gradients, without a step.
 
@@ -488,10 +656,12 @@ class Trainer:
         loss, _ = net.train_batch(0, X.shape[0], update=False)
         return loss / X.shape[0], plan.layout.views(plan.grads.copy())
 
-    def evaluate(self, X, y, *, batch_size=1024):
+    def evaluate(self, X, y, *, batch_size=1024, sample_weight=None):
         """Mean cost (and accuracy for classification costs) on ``(X, y)``.
 
-        Returns ``{"loss": float, "accuracy": float}`` (no accuracy for a
+        With ``sample_weight`` (n,) the cost is the weighted mean (accuracy
+        stays the fraction of rows classified right). Returns
+        ``{"loss": float, "accuracy": float}`` (no accuracy for a
         single-output MSE regression).
         """
         batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -500,5 +670,5 @@ class Trainer:
         X, t = self._prepare(X, y)
         cap = min(X.shape[0], batch_size)
         net, _ = self._build_net(cap, training=False)
-        net.bind(X, t)
+        net.bind(X, t, _check_weights("sample_weight", sample_weight, X.shape[0]))
         return self._evaluate_net(net, cap, X.shape[0])

@@ -247,3 +247,27 @@ def test_update_rejects_a_malformed_plan():
     step.configure({"kind": "adam", "lr": 0.1})
     with pytest.raises(ValueError, match="rejected"):
         step.run()   # Adam needs two state slots
+
+
+def test_two_threads_cannot_fit_one_model_at_once(rng):
+    import threading
+    X, y = data(rng, 4000)
+    m = small_model()
+    started, errors = threading.Event(), []
+
+    def slow(batch, logs):
+        started.set()
+
+    tr = Trainer(m, "cross_entropy", SGD(0.01), batch_size=8)
+    cb = fastsgd.LambdaCallback(on_batch_end=slow)
+    worker = threading.Thread(target=lambda: tr.fit(X, y, epochs=3, verbose=0, callbacks=[cb]))
+    worker.start()
+    started.wait(10)
+    try:
+        Trainer(m, "cross_entropy", SGD(0.01)).fit(X, y, verbose=0)
+    except RuntimeError as e:
+        errors.append(str(e))
+    worker.join()
+    assert errors and "already being trained" in errors[0]
+    # afterwards the model trains again
+    Trainer(m, "cross_entropy", SGD(0.01)).fit(X[:100], y[:100], verbose=0)

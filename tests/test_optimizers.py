@@ -43,13 +43,14 @@ def test_optimizer_steps_match_formulas(make, dtype, rng):
 @pytest.mark.parametrize("make", OPTS)
 def test_optimizers_match_torch_where_equal(make, rng):
     """Against torch.optim. Keras and PyTorch place epsilon differently in
-    Adagrad, RMSprop and Adam; with epsilon = 0 the two are the same formula."""
+    Adagrad, RMSprop and Adam; with epsilon = 1e-30 the two formulas agree far
+    below the tolerance (epsilon must be > 0)."""
     torch = pytest.importorskip("torch")
     opt = make()
     if opt.l1 or opt.l2 or (opt.weight_decay and not isinstance(opt, Adam)):
         pytest.skip("torch.optim has no equivalent of these penalties")
     if hasattr(opt, "epsilon"):
-        opt = type(opt)(**{**opt.get_config(), "epsilon": 0.0})
+        opt = type(opt)(**{**opt.get_config(), "epsilon": 1e-30})
     p = rng.standard_normal((20, 7))
     grads = [rng.standard_normal(p.shape) for _ in range(5)]
     tp = torch.tensor(p.copy(), requires_grad=True)
@@ -122,6 +123,9 @@ def test_state_allocated_once_and_resumes_exactly(tmp_path, rng):
     (lambda: Adam(beta_1=1.0), ValueError, "beta_1"),
     (lambda: Adam(beta_2=-0.5), ValueError, "beta_2"),
     (lambda: Adam(epsilon=float("nan")), ValueError, "epsilon"),
+    (lambda: Adam(epsilon=0.0), ValueError, "epsilon"),
+    (lambda: RMSprop(epsilon=0.0), ValueError, "epsilon"),
+    (lambda: Adagrad(epsilon=0.0, initial_accumulator_value=0.0), ValueError, "epsilon"),
     (lambda: Adam(amsgrad=1), TypeError, "amsgrad"),
     (lambda: RMSprop(rho=1.5), ValueError, "rho"),
     (lambda: Adagrad(initial_accumulator_value=-1), ValueError, "initial_accumulator_value"),

@@ -1,1 +1,1 @@
-"""The bundled MNIST sample (data files only)."""
+"""Full MNIST, packaged with fastsgd (data files only; see README.md here)."""

@@ -1,0 +1,25 @@
+"""The build and run-time configuration (fastsgd.config, fastsgd.show_config)."""
+import numpy as np
+
+from ._config import compiler, cpu_count, get_num_threads, openmp_enabled, simd_path, simd_supported
+from ._version import __version__
+
+
+def config():
+    """The build and run-time configuration, as a dict."""
+    return {
+        "version": __version__,
+        "compiler": compiler(),
+        "openmp": openmp_enabled(),
+        "simd": simd_path(),
+        "simd_supported": simd_supported(),
+        "threads": get_num_threads(),
+        "cpu_count": cpu_count(),
+        "numpy": np.__version__,
+    }
+
+
+def show_config():
+    """Print :func:`config` (version, compiler, OpenMP, SIMD path, threads)."""
+    for k, v in config().items():
+        print(f"{k:>15}: {v}")
