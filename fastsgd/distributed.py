@@ -84,9 +84,10 @@ import warnings
 
 import numpy as np
 
-from . import _config, _net
+from . import _config, _feeds, _net
 from ._network import build_plan
 from ._validate import check_int
+from .callbacks import _overrides
 
 #: environment variables by which MPI launchers tell a process the job's size
 LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
@@ -254,8 +255,9 @@ def fit(trainer, X, y, *, epochs, validation_data, validation_split, callbacks, 
 
 def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, callbacks, verbose,
          initial_epoch, sample_weight, class_weight):
-    from . import _feeds
-    from .trainer import DivergenceWarning, History, _check_weights, _is_source, _Progress, _row_weights
+    parts = trainer._fit_parts()
+    History, _Progress, DivergenceWarning = parts["History"], parts["Progress"], parts["DivergenceWarning"]
+    _is_source, _row_weights, _check_weights = parts["is_source"], parts["row_weights"], parts["check_weights"]
 
     MPI = _mpi()
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -340,7 +342,6 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
     for cb in callbacks:
         cb.set_trainer(trainer)
         cb.set_params(cb_params)
-    from .callbacks import _overrides
     batch_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
     # the same global batches, in the same order, as one process (every rank binds all rows
     # and reads those of its slices)

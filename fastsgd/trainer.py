@@ -404,6 +404,14 @@ class Trainer:
             out["accuracy"] = correct / (n * self._judged_per_sample())
         return out
 
+    @staticmethod
+    def _fit_parts():
+        """What the data-parallel loop (:mod:`fastsgd.distributed`, which does not import
+        this module) shares with :meth:`fit`."""
+        return {"History": History, "Progress": _Progress, "DivergenceWarning": DivergenceWarning,
+                "is_source": _is_source, "row_weights": _row_weights,
+                "check_weights": _check_weights}
+
     # -- public API -------------------------------------------------------------
     @_finish_on_interrupt
     def fit(self, X, y=None, *, epochs=1, validation_data=None, validation_split=0.0, callbacks=(),

@@ -82,10 +82,17 @@ known = {
     "fail": lambda: LambdaCallback(on_epoch_end=fail),
 }
 callbacks = [known[name]() for name in cfg.get("callbacks", [])]
+extra = {}
+validation = (X[250:], y[250:])
+if cfg.get("weighted"):  # some rows weigh nothing, whole batches may too
+    w = np.round(np.random.default_rng(5).random(300) * 3) / 2
+    extra = {"sample_weight": w[:250], "class_weight": {0: 1.0, 1: 2.5}}
+    validation = (X[250:], y[250:], w[250:])
+shuffle = cfg.get("shuffle", True)
 trainer = Trainer(model, cost, opt, batch_size=cfg["batch_size"], seed=1, comm=comm,
-                  check_sync=comm is not None)
-hist = trainer.fit(X[:250], y[:250], epochs=cfg["epochs"], validation_data=(X[250:], y[250:]),
-                   callbacks=callbacks, verbose=0)
+                  check_sync=comm is not None, shuffle=shuffle, chunk_rows=20, buffer_chunks=3)
+hist = trainer.fit(X[:250], y[:250], epochs=cfg["epochs"], validation_data=validation,
+                   callbacks=callbacks, verbose=0, **extra)
 params, _ = model._flat_parameters()
 np.savez(os.path.join(work, f"{tag}-{rank}.npz"), params=params,
          batch_losses=np.array(batch_losses, dtype=float),
@@ -205,6 +212,17 @@ def test_ranks_match_a_single_process(tmp_path, single, ranks):
 
 
 @needs_mpi
+def test_weights_and_chunk_shuffling_match_a_single_process(tmp_path):
+    # sample and class weights (each slice's share of the gradient is its weight over the
+    # batch's) and the chunk-ordered shuffle, which every rank draws alike
+    ref = train(tmp_path, 0, "single", weighted=True, shuffle="chunks", callbacks=["batch"])
+    res = train(tmp_path, 3, "mpi", weighted=True, shuffle="chunks", callbacks=["batch"])
+    assert_same_run(ref, res)
+    for r in res:
+        np.testing.assert_allclose(r["batch_losses"], ref[0]["batch_losses"], rtol=1e-12)
+
+
+@needs_mpi
 def test_resume_with_another_number_of_ranks(tmp_path, single):
     # 2 ranks train 2 epochs and leave a backup; 3 ranks resume it to 5 epochs: the same
     # weights as 5 epochs in one process. Only rank 0 wrote files.
@@ -265,7 +283,7 @@ def test_cli_under_mpiexec(tmp_path):
                             "--check-sync", "--save", str(save)], tmp_path)
     assert rc == 0, err
     assert "data-parallel training over 2 ranks" in out
-    assert out.count("test accuracy") == 1  # rank 0 prints
+    assert out.count("test accuracy:") == 1  # rank 0 prints
     assert save.exists()
 
 
