@@ -18,8 +18,10 @@ parent *may* have had a pool, that is when any of these held at the fork:
   exist when fastsgd was imported (NumPy's BLAS threads, started before,
   do not count; a BLAS that restarts its threads after a fork makes the
   rule err on the safe side);
-* fastsgd's libgomp was already loaded, by another library, before fastsgd
-  was imported (its pool could predate the list of threads we keep);
+* the copy of libgomp that fastsgd's kernels use was already loaded, by
+  another library, before fastsgd was imported (its pool could predate the
+  list of threads we keep; other copies, such as the one scikit-learn's
+  wheels bundle, have pools of their own and do not matter);
 * the parent was itself a child that had to run serially (it inherited a
   stale pool, and so do its children);
 * the threads cannot be listed (no ``/proc``).
@@ -64,7 +66,7 @@ def _mapped_gomp():
     """Paths of the libgomp copies mapped into this process (None if unknown)."""
     try:
         with open(_MAPS) as f:
-            return {line.split(None, 5)[5].strip() for line in f
+            return {os.path.realpath(line.split(None, 5)[5].strip()) for line in f
                     if "libgomp" in line and len(line.split(None, 5)) == 6}
     except OSError:
         return None
@@ -87,21 +89,43 @@ def note_before_kernels():
     _state["gomp_before"] = _mapped_gomp()
 
 
+def _omp_library(path):
+    """Real path of the OpenMP runtime that the compiled module at ``path``
+    calls (``dlsym`` through its dependencies, then ``dladdr``), or None."""
+    try:
+        import ctypes
+
+        class _DlInfo(ctypes.Structure):
+            _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                        ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+        addr = ctypes.cast(ctypes.CDLL(path).omp_get_max_threads, ctypes.c_void_p).value
+        info = _DlInfo()
+        if not ctypes.CDLL(None).dladdr(ctypes.c_void_p(addr), ctypes.byref(info)):
+            return None
+        return os.path.realpath(os.fsdecode(info.dli_fname)) if info.dli_fname else None
+    except (OSError, AttributeError, ValueError, TypeError):
+        return None
+
+
 def install(kernels):
-    """Called once fastsgd's kernels are loaded: take the thread baseline and
-    register the fork hooks."""
+    """Called once fastsgd's kernels are loaded: find their OpenMP runtime,
+    take the thread baseline and register the fork hooks."""
     _state["kernels"] = kernels
-    after = _mapped_gomp()
     before = _state["gomp_before"]
     if not kernels.openmp_enabled():
         _state["libgomp"] = False
-    elif after is None:
-        # cannot see the mapped libraries: assume the worst for a GCC build
-        _state["libgomp"] = "gcc" in kernels.compiler().lower()
-        _state["gomp_preloaded"] = True
     else:
-        _state["libgomp"] = bool(after)
-        _state["gomp_preloaded"] = bool(before is None or (after & before))
+        runtime = _omp_library(kernels.__file__)
+        if runtime is not None:
+            _state["libgomp"] = "libgomp" in os.path.basename(runtime)
+            _state["gomp_preloaded"] = before is None or runtime in before
+        else:
+            # cannot tell which runtime: assume libgomp, preloaded unless the
+            # kernels brought a copy of their own
+            after = _mapped_gomp()
+            _state["libgomp"] = True
+            _state["gomp_preloaded"] = not (after and before is not None and after - before)
     _state["baseline"] = _foreign_threads()
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -8,7 +8,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 import fastsgd  # noqa: E402
 from fastsgd.onnx import to_onnx  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer: Maximum iterations")
+pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
 
 DTYPES = ["float32", "float64"]
 # relative tolerance 1e-5; the absolute floor only matters for values near 0
