@@ -8,28 +8,34 @@ served on first use).
 
 The objective
 -------------
-Both estimators minimise scikit-learn's objective, per mini-batch of ``b``
-samples::
+Both estimators take scikit-learn's steps: each mini-batch of ``b`` samples
+descends::
 
     loss(batch) + alpha / (2 * b) * sum(||W||**2 for W in coefs_)
 
-where ``loss`` is the log-loss (the categorical cross-entropy for more than
-two classes, the binary log-loss, summed over the labels, for two classes
-and for multilabel targets) or half the mean squared error for
-``squared_error``; intercepts are not penalised. fastsgd's own costs differ
-from these by a constant factor ``c`` (the mean squared error is twice
-scikit-learn's, the binary cross-entropy is averaged over the ``K`` labels
-instead of summed), so the estimators hand fastsgd the penalty
+where ``loss`` is the mean over the batch of the categorical cross-entropy
+(more than two classes), of the binary log-loss summed over the labels (two
+classes, multilabel targets), or of half the squared error summed over the
+outputs (``squared_error``); intercepts are not penalised. (For several
+outputs scikit-learn *reports* half the squared error averaged over the
+outputs in ``loss_`` and ``loss_curve_``, and so do we.) fastsgd's own costs
+are ``c`` times these losses (its mean squared error averages over the
+outputs and is not halved: ``c = 2 / n_outputs``; its binary cross-entropy
+averages over the labels: ``c = 1 / n_labels``; ``c = 1`` for the
+cross-entropy), so the estimators hand fastsgd the penalty
 ``l2 = c * alpha / (2 * batch_size)`` on every weight matrix and undo ``c``
 in the optimizer (the SGD step size is divided by ``c``; Adam's epsilon is
-multiplied by ``c``, RMSprop's and Adagrad's by ``c**2``), which makes every
-step the one scikit-learn's solver takes. The one difference: fastsgd's
-penalty is fixed per run, so the last, smaller mini-batch of an epoch is
-penalised with the full batch's ``alpha / (2 * batch_size)`` rather than
-``alpha / (2 * b_last)``; when ``batch_size`` divides the number of samples
-the two agree exactly. With ``shuffle=False`` and the same ``random_state``
-the estimators start from scikit-learn's initial weights and follow its
-trajectory up to rounding.
+multiplied by ``c``, RMSprop's and Adagrad's epsilon and initial
+accumulator by ``c**2``), which makes every step the one scikit-learn's
+solver takes. The one difference: fastsgd's penalty is fixed per run, so
+the last, smaller mini-batch of an epoch is penalised with the full batch's
+``alpha / (2 * batch_size)`` instead of ``alpha / (2 * b_last)``; when
+``batch_size`` divides the number of training samples the two agree
+exactly. With ``shuffle=False``, float64 and the same ``random_state`` the
+estimators start from scikit-learn's initial weights and follow its
+trajectory up to rounding. ``loss_curve_`` adds the penalty at the mean of
+the squared norms at the start and the end of each epoch (scikit-learn adds
+it at the weights before every step).
 
 Threads
 -------
