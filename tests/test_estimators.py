@@ -460,6 +460,13 @@ def test_thread_rule():
     assert seen == [1]
 
 
+def test_serial_forked_child_caps_n_threads(monkeypatch):
+    from fastsgd import _fork
+    monkeypatch.setitem(_fork._state, "stale_pool", True)  # as in a child that went serial
+    assert est_mod._resolve_threads(4) == 1
+    assert est_mod._resolve_threads(None) == 1
+
+
 def test_n_threads_is_restored():
     X, y = _data()
     fastsgd.set_num_threads(2)
