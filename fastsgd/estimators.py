@@ -59,7 +59,6 @@ import warnings
 import numpy as np
 
 try:
-    import sklearn
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score

@@ -1,6 +1,5 @@
 """The scikit-learn estimators: scikit-learn's own checks, agreement with
 scikit-learn's MLP step by step, partial_fit, pickling and threads."""
-import os
 import pickle
 import subprocess
 import sys

@@ -49,7 +49,7 @@ def _labels(kind, y):
 @pytest.mark.parametrize("kind", ["int", "str", "neg"])
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_classifier(dtype, kind, n_classes):
-    sklearn = pytest.importorskip("sklearn")  # noqa: F841
+    pytest.importorskip("sklearn")
     X = _X(dtype)
     y = _labels(kind, (X[:, 0] > 0).astype(int) + (2 * (X[:, 1] > 0) if n_classes == 4 else 0))
     clf = fastsgd.MLPClassifier((16, 8), activation="tanh", max_iter=20, random_state=0,
