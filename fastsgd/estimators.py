@@ -46,8 +46,10 @@ or loky (``multiprocessing.parent_process()`` is set), so that parallel
 trials do not oversubscribe the cores; otherwise with
 :func:`fastsgd.get_num_threads`. An integer sets fastsgd's process-wide
 thread count (:func:`fastsgd.set_num_threads`) for the duration of each
-``fit``, ``partial_fit`` and prediction and restores it afterwards. In a
-forked child where more than one thread could hang (see
+``fit``, ``partial_fit`` and prediction and restores it afterwards. The
+count is process-wide: while trials run in worker threads, a fit started in
+the main thread of the same process also gets their count. In a forked
+child where more than one thread could hang (see
 ``fastsgd.config()["threads_reason"]``) the estimators always use one.
 """
 import contextlib
