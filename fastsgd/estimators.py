@@ -118,22 +118,27 @@ def _resolve_threads(n_threads):
 
 @contextlib.contextmanager
 def _threads(n_threads):
-    """Run the block with fastsgd's thread count set to ``n_threads`` (resolved)."""
+    """Run the block with fastsgd's thread count set to ``n_threads`` (resolved).
+
+    Overlapping blocks (trials in threads) are counted, so the count set
+    before the first one is restored only when the last one ends.
+    """
     n = _resolve_threads(n_threads)
-    if n is None or n == get_num_threads():
+    if n is None:
         yield
         return
     with _scope_lock:
         if _scope["depth"] == 0:
             _scope["saved"] = get_num_threads()
         _scope["depth"] += 1
-        set_num_threads(n)
+        if get_num_threads() != n:
+            set_num_threads(n)
     try:
         yield
     finally:
         with _scope_lock:
             _scope["depth"] -= 1
-            if _scope["depth"] == 0:
+            if _scope["depth"] == 0 and get_num_threads() != _scope["saved"]:
                 set_num_threads(_scope["saved"])
 
 

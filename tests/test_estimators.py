@@ -466,6 +466,16 @@ def test_serial_forked_child_caps_n_threads(monkeypatch):
     assert est_mod._resolve_threads(None) == 1
 
 
+def test_overlapping_thread_scopes_restore_once():
+    fastsgd.set_num_threads(2)
+    with est_mod._threads(1):
+        assert fastsgd.get_num_threads() == 1
+        with est_mod._threads(1):  # a second trial starting while the first runs
+            pass
+        assert fastsgd.get_num_threads() == 1  # not restored under the first one
+    assert fastsgd.get_num_threads() == 2
+
+
 def test_n_threads_is_restored():
     X, y = _data()
     fastsgd.set_num_threads(2)
