@@ -434,17 +434,18 @@ def test_pipeline_and_grid_search_with_loky():
 
 def test_grid_search_on_dask():
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
     from joblib import parallel_backend
     from sklearn.model_selection import GridSearchCV
     X, y = _data(n=200)
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster):
+                      dashboard_address=None) as cluster, Client(cluster) as client:
         grid = GridSearchCV(MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0),
                             {"alpha": [1e-4, 1e-2]}, cv=2, n_jobs=-1)
-        with parallel_backend("dask"):
+        with get_task_stream(client) as tasks, parallel_backend("dask"):
             grid.fit(X, y)
     assert len(grid.cv_results_["mean_test_score"]) == 2  # 2 settings x 2 folds = 4 trials
+    assert len(tasks.data) >= 1  # the trials ran as Dask tasks
     assert np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
 
 
