@@ -500,6 +500,12 @@ class _BaseMLP(BaseEstimator):
                 if n_outputs != self.n_outputs_:
                     raise ValueError(f"y has {n_outputs} outputs but the network was fitted "
                                      f"with {self.n_outputs_}")
+                # a warm start may switch early stopping on or off
+                if p["early_stopping"] and self.validation_scores_ is None:
+                    self.validation_scores_ = []
+                    self.best_validation_score_ = -np.inf
+                elif not p["early_stopping"] and self.best_loss_ is None:
+                    self.best_loss_ = np.inf
             model = self._network()
             X = np.ascontiguousarray(X, dtype=model.dtype)
 

@@ -304,6 +304,16 @@ def test_warm_start_continues():
         clf.fit(X, y)
 
 
+def test_warm_start_can_switch_early_stopping():
+    X, y = _easy()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, warm_start=True, random_state=0)
+    clf.fit(X, y)
+    clf.set_params(early_stopping=True).fit(X, y)
+    assert len(clf.validation_scores_) == 3
+    clf.set_params(early_stopping=False).fit(X, y)
+    assert len(clf.loss_curve_) == 9 and np.isfinite(clf.best_loss_)
+
+
 def test_convergence_warning_and_tol_stop():
     X, y = _data()
     with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
