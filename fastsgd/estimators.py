@@ -66,8 +66,14 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
+    from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+    from sklearn.utils.validation import (
+        _check_sample_weight,
+        check_is_fitted,
+        column_or_1d,
+        validate_data,
+    )
 except ImportError as _e:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError(
         "fastsgd.MLPClassifier and fastsgd.MLPRegressor need scikit-learn >= 1.6: "
@@ -450,15 +456,15 @@ class _BaseMLP(BaseEstimator):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc", "coo"], multi_output=True,
                              dtype=(dtype.type, np.float64, np.float32), reset=reset,
                              y_numeric=not isinstance(self, ClassifierMixin))
-        if hasattr(X, "toarray"):
-            X = X.toarray()  # sparse input is densified for now
+        if hasattr(X, "tocsr"):
+            X = X.tocsr()  # the engine's first layer reads the nonzeros
         if hasattr(y, "toarray"):
             y = y.toarray()
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y
 
-    def _fit(self, X, y, incremental, classes=None):
+    def _fit(self, X, y, incremental, classes=None, sample_weight=None):
         p = _check_params(self)
         if incremental and p["early_stopping"]:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -468,6 +474,13 @@ class _BaseMLP(BaseEstimator):
         X, y = self._validate_xy(X, y, reset=first, dtype=dtype)
         targets, labels, mode = self._encode_targets(y, first, incremental, classes)
         n_outputs = self._n_outputs(targets, mode)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
+        class_weight = getattr(self, "class_weight", None)
+        if class_weight is not None and mode in ("binary", "multiclass"):
+            cw = compute_sample_weight(class_weight, labels)
+            sample_weight = cw if sample_weight is None else sample_weight * cw
         cost, out_act, c, c_loss = _cost_and_scales(self, mode, n_outputs)
         rs = check_random_state(self.random_state)
 
@@ -506,19 +519,25 @@ class _BaseMLP(BaseEstimator):
                 elif not p["early_stopping"] and self.best_loss_ is None:
                     self.best_loss_ = np.inf
             model = self._network()
-            X = np.ascontiguousarray(X, dtype=model.dtype)
+            if not hasattr(X, "tocsr"):
+                X = np.ascontiguousarray(X, dtype=model.dtype)
 
             validation = None
             if p["early_stopping"]:
                 stratify = labels if mode in ("binary", "multiclass") else None
-                X, X_val, targets, _t_val, _l_tr, l_val = train_test_split(
-                    X, targets, labels, random_state=rs, test_size=p["validation_fraction"],
-                    stratify=stratify)
+                parts = [X, targets, labels] + ([] if sample_weight is None else [sample_weight])
+                split = train_test_split(*parts, random_state=rs,
+                                         test_size=p["validation_fraction"], stratify=stratify)
+                X, X_val, targets, _t_val, _l_tr, l_val = split[:6]
+                if sample_weight is not None:
+                    sample_weight = split[6]
                 if X_val.shape[0] < 2:
                     raise ValueError("The validation set is too small. Increase "
                                      "'validation_fraction' or the size of your dataset.")
-                X = np.ascontiguousarray(X)
-                validation = (np.ascontiguousarray(X_val), l_val)
+                if not hasattr(X, "tocsr"):
+                    X = np.ascontiguousarray(X)
+                    X_val = np.ascontiguousarray(X_val)
+                validation = (X_val, l_val)
 
             n = X.shape[0]
             if p["batch_size"] == "auto":
@@ -541,7 +560,7 @@ class _BaseMLP(BaseEstimator):
                               seed=int(rs.randint(np.iinfo(np.int32).max)))
             self.n_iter_ = 0
             trainer.fit(X, targets, epochs=1 if incremental else p["max_iter"],
-                        callbacks=[rules], verbose=0)
+                        callbacks=[rules], verbose=0, sample_weight=sample_weight)
             if validation is not None and self._best_weights is not None:
                 model.set_weights(self._best_weights)  # the best epoch's weights
             if (not incremental and not rules.stopped and trainer.history.diverged is None
@@ -556,23 +575,28 @@ class _BaseMLP(BaseEstimator):
             return len(self.classes_)
         return 1 if targets.ndim == 1 else targets.shape[1]
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` and ``y``, for up to ``max_iter`` epochs.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Sparse matrices are converted to dense arrays for now.
+            Sparse matrices train on their nonzeros (never densified).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels (classifier: one label per sample, or a 0/1
             indicator matrix for multilabel problems) or real targets
             (regressor).
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights: each mini-batch's loss is the weighted mean
+            (computed in fastsgd's cost kernel). A weight of 0 removes a
+            sample; a weight of 2 is not the same as the sample twice under
+            shuffled mini-batches (the batches differ).
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -652,6 +676,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Precision of the weights and the arithmetic.
     n_threads : int or None, default=None
         Threads for training and prediction; see the module documentation.
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class, multiplied into ``sample_weight`` (``"balanced"``:
+        ``n_samples / (n_classes * count(class))``); binary and multiclass
+        targets.
 
     Attributes
     ----------
@@ -696,7 +724,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 loss="log_loss", dtype="float32", n_threads=None):
+                 loss="log_loss", dtype="float32", n_threads=None, class_weight=None):
+        self.class_weight = class_weight
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -775,7 +804,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return t, y, mode
 
     # -- public API -------------------------------------------------------------------
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``(X, y)``, continuing from the current state.
 
         The weights, the optimizer's state and its step count carry over
@@ -801,7 +830,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if not np.array_equal(given, self.classes_):
                 raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
                                  f"partial_fit, was: {self.classes_!r}")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Probability of each class (each label for multilabel targets).
@@ -942,7 +971,7 @@ n_outputs_, out_activation_
             self._mode = "regression"
         return t, y, "regression"
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``(X, y)``, continuing from the current state.
 
         Parameters
@@ -954,7 +983,7 @@ n_outputs_, out_activation_
         -------
         self
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predicted targets.

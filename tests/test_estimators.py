@@ -46,9 +46,18 @@ def _maxdiff(a, b):
 
 
 # -- scikit-learn's estimator checks ---------------------------------------------
-# Every check passes: nothing is expected to fail. (sample_weight checks are
-# skipped by scikit-learn itself because fit takes no sample_weight.)
-EXPECTED_FAILED_CHECKS = {}
+# Every check passes but one: with shuffled mini-batches, a weight of 2 is not
+# the same as repeating the sample (the batches, and so the steps, differ).
+_NOT_REPEATS = ("a sample weight scales the sample's loss in its mini-batch; repeating "
+                "the sample instead changes the batches under shuffling")
+EXPECTED_FAILED_CHECKS = {"MLPClassifier": {"check_sample_weight_equivalence_on_dense_data":
+                                            _NOT_REPEATS,
+                                            "check_sample_weight_equivalence_on_sparse_data":
+                                            _NOT_REPEATS},
+                          "MLPRegressor": {"check_sample_weight_equivalence_on_dense_data":
+                                           _NOT_REPEATS,
+                                           "check_sample_weight_equivalence_on_sparse_data":
+                                           _NOT_REPEATS}}
 
 
 @parametrize_with_checks(
@@ -269,16 +278,6 @@ def test_coefs_are_the_trained_arrays():
     assert not np.allclose(clf.predict_proba(X), before)
 
 
-def test_sparse_input_is_densified():
-    sp = pytest.importorskip("scipy.sparse")
-    X, y = _data()
-    X[np.abs(X) < 1] = 0
-    dense = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
-    sparse = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(
-        sp.csr_matrix(X), y)
-    np.testing.assert_array_equal(dense.predict_proba(X), sparse.predict_proba(sp.csr_matrix(X)))
-
-
 def test_feature_names():
     pd = pytest.importorskip("pandas")
     X, y = _data()
@@ -390,12 +389,6 @@ def test_regressor_rejects_poisson_and_classifier_losses():
     for loss in ("poisson", "log_loss"):
         with pytest.raises(ValueError, match="loss"):
             MLPRegressor(loss=loss, max_iter=1).fit(X, y)
-
-
-def test_no_sample_weight_yet():
-    X, y = _data(n=40)
-    with pytest.raises(TypeError):
-        MLPClassifier(max_iter=1).fit(X, y, sample_weight=np.ones(40))
 
 
 def test_unfitted():
@@ -517,3 +510,35 @@ def test_import_does_not_import_sklearn(tmp_path):
                          cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+# -- sample and class weights, sparse input ------------------------------------------
+def test_zero_sample_weight_equals_dropping_the_samples():
+    X, y = _easy(200)
+    keep = np.ones(200, bool)
+    keep[1::4] = False
+    kw = dict(hidden_layer_sizes=(8,), solver="sgd", batch_size=8, max_iter=3, shuffle=False,
+              random_state=0, dtype="float64", alpha=0.0)
+    a = MLPClassifier(**kw).fit(X, y, sample_weight=keep.astype(float))
+    b = MLPClassifier(**{**kw, "batch_size": 6}).fit(X[keep], y[keep])
+    assert _maxdiff(a.coefs_, b.coefs_) < 1e-12
+
+
+def test_class_weight_balanced_equals_its_sample_weights():
+    X, y = _data(300, 3)
+    from sklearn.utils.class_weight import compute_sample_weight
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    a = MLPClassifier(class_weight="balanced", **kw).fit(X, y)
+    b = MLPClassifier(**kw).fit(X, y, sample_weight=compute_sample_weight("balanced", y))
+    assert _maxdiff(a.coefs_, b.coefs_) == 0
+
+
+def test_sparse_input_trains_without_densifying():
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = _easy(300)
+    Xs = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0))
+    kw = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0, dtype="float64")
+    a = MLPClassifier(**kw).fit(Xs, y)
+    b = MLPClassifier(**kw).fit(Xs.toarray(), y)
+    assert _maxdiff(a.coefs_, b.coefs_) < 1e-10
+    np.testing.assert_allclose(a.predict_proba(Xs), b.predict_proba(Xs.toarray()), rtol=1e-9)
