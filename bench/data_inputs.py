@@ -119,6 +119,7 @@ def run(cfg):
 
 def write_big(path, labels, rows, data):
     import numpy as np
+
     from fastsgd.datasets import load_mnist
     (X, y), _ = load_mnist(data, dtype="uint8")
     if os.path.exists(path) and np.load(path, mmap_mode="r").shape == (rows, 784):

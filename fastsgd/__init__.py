@@ -6,8 +6,12 @@
 >>> model.count_params()
 50890
 """
+# ruff: noqa: E402  (the fork hooks note the threads before the kernels load)
 import os as _os
 
+from . import _fork
+
+_fork.note_before_kernels()
 from . import _config
 from ._config import get_num_threads, set_num_threads
 from ._info import config, show_config
@@ -29,6 +33,8 @@ from .schedules import (
 )
 from .trainer import DivergenceWarning, History, Trainer
 
+_fork.install(_config)
+
 __all__ = [
     "Dense", "Rescaling", "Sequential", "Trainer", "History", "DivergenceWarning",
     "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer",
@@ -39,6 +45,25 @@ __all__ = [
     "load_model", "get_num_threads", "set_num_threads", "config", "show_config",
     "__version__",
 ]
+
+#: names served on first use from modules with optional dependencies (not in
+#: __all__, so that ``from fastsgd import *`` never needs scikit-learn)
+_LAZY = {"MLPClassifier": "estimators", "MLPRegressor": "estimators", "onnx": None}
+
+
+def __getattr__(name):
+    # the scikit-learn estimators import scikit-learn only when first asked for
+    if name in _LAZY:
+        import importlib
+        module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
+        value = module if _LAZY[name] is None else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def _apply_simd_env():

@@ -2,11 +2,18 @@
 import numpy as np
 
 from ._config import compiler, cpu_count, get_num_threads, openmp_enabled, simd_path, simd_supported
+from ._fork import status as _fork_status
 from ._version import __version__
 
 
 def config():
-    """The build and run-time configuration, as a dict."""
+    """The build and run-time configuration, as a dict.
+
+    ``forked_child`` is True in a process made by ``fork`` after fastsgd was
+    imported, and ``threads_reason`` says where ``threads`` comes from (in a
+    forked child: whether it was set to 1 because GNU libgomp is not
+    fork-safe; see :mod:`fastsgd._fork`).
+    """
     return {
         "version": __version__,
         "compiler": compiler(),
@@ -16,6 +23,7 @@ def config():
         "threads": get_num_threads(),
         "cpu_count": cpu_count(),
         "numpy": np.__version__,
+        **_fork_status(),
     }
 
 

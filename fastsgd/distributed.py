@@ -201,6 +201,7 @@ def report_and_abort(comm, exc, code=None):
                          f"{': ' + text if text else ''}; aborting all {size} ranks\n")
         sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(0.5)  # let the launcher forward the message before it ends every rank
     finally:
         comm.Abort(code)
 

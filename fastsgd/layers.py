@@ -7,9 +7,14 @@ which the compiled kernels read and update in place; assigning to them
 copies into that array after checks. :class:`Sequential` stacks dense layers
 and holds the dtype and the seed that fixes initialisation.
 """
+from __future__ import annotations
+
 import math
+import os
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _core, _inputs, _model_file, _net, _ops
 from ._network import Layout, build_plan, layer_segments
@@ -130,9 +135,10 @@ class Dense:
         setting.
     """
 
-    def __init__(self, units, activation="linear", *, input_dim=None,
-                 weight_init="glorot_uniform", bias_init="zeros", negative_slope=0.2,
-                 l1=None, l2=None):
+    def __init__(self, units: int, activation: str = "linear", *, input_dim: Optional[int] = None,
+                 weight_init: str = "glorot_uniform", bias_init: str = "zeros",
+                 negative_slope: float = 0.2, l1: Optional[float] = None,
+                 l2: Optional[float] = None) -> None:
         self.units = check_int("units", units, minimum=1)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.input_dim = None if input_dim is None else check_int("input_dim", input_dim, minimum=1)
@@ -146,7 +152,7 @@ class Dense:
         self._store = None  # (flat array, weights offset, bias offset) backing _W and _b
 
     # -- construction -----------------------------------------------------
-    def build(self, input_dim, dtype, rng):
+    def build(self, input_dim: int, dtype: DTypeLike, rng: np.random.Generator) -> None:
         """Allocate and initialise ``weights`` and ``bias`` (in a buffer of the
         layer's own until a model packs it into its flat array)."""
         self.input_dim = check_int("input_dim", input_dim, minimum=1)
@@ -166,7 +172,7 @@ class Dense:
         self._store = (flat, w_offset, b_offset)
 
     @property
-    def built(self):
+    def built(self) -> bool:
         return self._W is not None
 
     def __getstate__(self):
@@ -182,21 +188,21 @@ class Dense:
 
     # -- parameters ---------------------------------------------------------
     @property
-    def weights(self):
+    def weights(self) -> np.ndarray:
         """The weight matrix, shape ``(inputs, units)`` (the array the kernels update)."""
         return self._W
 
     @weights.setter
-    def weights(self, value):
+    def weights(self, value: ArrayLike) -> None:
         self._assign("weights", self._W, value)
 
     @property
-    def bias(self):
+    def bias(self) -> np.ndarray:
         """The bias vector, shape ``(units,)``."""
         return self._b
 
     @bias.setter
-    def bias(self, value):
+    def bias(self, value: ArrayLike) -> None:
         self._assign("bias", self._b, value)
 
     @staticmethod
@@ -206,7 +212,7 @@ class Dense:
             raise RuntimeError("the layer is not built yet; give input_dim or fit the model first")
         buf[...] = _check_param_array(name, value, buf.shape, buf.dtype)
 
-    def parameters(self):
+    def parameters(self) -> List[np.ndarray]:
         """``[weights, bias]``."""
         return [self._W, self._b]
 
@@ -215,7 +221,7 @@ class Dense:
             raise RuntimeError("the layer's input size is unknown until it is built")
         return self.input_dim * self.units + self.units
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """``f(x @ weights + bias)`` for a 2-D ``x`` (n, inputs): the fused
         kernel the network runs, on one layer. Returns (n, units)."""
         if not self.built:
@@ -246,7 +252,7 @@ class Rescaling:
     offset : float
     """
 
-    def __init__(self, scale, offset=0.0):
+    def __init__(self, scale: float, offset: float = 0.0) -> None:
         self.scale = check_float("scale", scale)
         self.offset = check_float("offset", offset)
 
@@ -276,7 +282,8 @@ class Sequential:
                             Dense(10, "softmax")], seed=42)
     """
 
-    def __init__(self, layers, *, dtype="float32", seed=None):
+    def __init__(self, layers: Union[Dense, Sequence[Union[Dense, Rescaling]]], *,
+                 dtype: DTypeLike = "float32", seed: Optional[int] = None) -> None:
         if isinstance(layers, Dense):
             layers = [layers]
         layers = list(layers)
@@ -309,7 +316,7 @@ class Sequential:
         if layers[0].input_dim is not None:
             self.build(layers[0].input_dim)
 
-    def build(self, input_dim):
+    def build(self, input_dim: int) -> None:
         """Initialise the layers that have no weights yet for inputs of
         ``input_dim`` features, and pack every layer's parameters into the
         model's flat array. Layers built before (reused from another model)
@@ -365,23 +372,23 @@ class Sequential:
                 store[2] == layout.find(i, "bias").offset)
 
     @property
-    def input_dim(self):
+    def input_dim(self) -> Optional[int]:
         return self.layers[0].input_dim
 
     @property
-    def output_dim(self):
+    def output_dim(self) -> int:
         return self.layers[-1].units
 
     def parameters(self):
         """Every parameter array, in layer order: ``[W0, b0, W1, b1, ...]``."""
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def get_weights(self):
+    def get_weights(self) -> List[np.ndarray]:
         """Copies of every parameter array, ``[W0, b0, W1, b1, ...]``."""
         flat, layout = self._flat_parameters()
         return layout.views(flat.copy())
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Copy ``weights`` (as from :meth:`get_weights`) into the model; every
         array is checked before anything is written."""
         flat, layout = self._flat_parameters()
@@ -404,7 +411,7 @@ class Sequential:
             n = layer.units
         return total
 
-    def summary(self, print_fn=print):
+    def summary(self, print_fn: Optional[Callable[[str], Any]] = print) -> str:
         """Print a table of layers, output shapes and parameter counts, as Keras does."""
         rows = []
         n = self.input_dim
@@ -430,7 +437,7 @@ class Sequential:
             print_fn(text)
         return text
 
-    def predict(self, X, batch_size=1024):
+    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Outputs of the network for ``X`` (n, inputs), computed in chunks of ``batch_size``."""
         batch_size = check_int("batch_size", batch_size, minimum=1)
         X = self._inputs("X", X)
@@ -487,7 +494,7 @@ class Sequential:
             layers.insert(0, Rescaling(**rescaling))
         return cls(layers, dtype=config.get("dtype", "float32"), seed=config.get("seed"))
 
-    def save(self, path, optimizer=None):
+    def save(self, path: Union[str, os.PathLike], optimizer: Optional[Any] = None) -> None:
         """Write architecture, dtype and weights to ``path`` (see :mod:`fastsgd.io`)."""
         _model_file.write(self, path, optimizer)
 

@@ -25,7 +25,10 @@ step), as in Keras 3 and AdamW. ``l1``/``l2`` add the gradients of
 ``l1 * sum|w| + l2 * sum w**2`` to the weights' gradients (coupled); a
 layer's own ``l1``/``l2`` take precedence.
 """
+from __future__ import annotations
+
 import weakref
+from typing import Sequence
 
 import numpy as np
 
@@ -97,7 +100,7 @@ class Optimizer:
     def _initial_slot(self, k, size, dtype):
         return np.zeros(size, dtype)
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the state and the step count (to step another model)."""
         self.iterations = 0
         self._slots = self._layout = self._owner = self._pending = None
@@ -169,7 +172,7 @@ class Optimizer:
             rows.append((seg.offset, seg.size, l1, l2, True))
         return rows
 
-    def get_state(self):
+    def get_state(self) -> dict:
         """A dict of the iteration count and copies of the state, per parameter
         (``state[j][k]``: slot ``k`` of parameter ``j``; None before any step)."""
         if self._slots is None:
@@ -180,7 +183,7 @@ class Optimizer:
                       for slot in self._slots] for seg in self._layout.segments]
         return {"iterations": self.iterations, "state": state}
 
-    def set_state(self, state):
+    def set_state(self, state: dict) -> None:
         """Restore :meth:`get_state`'s dict (the arrays are laid out at the next step)."""
         self.iterations = int(state["iterations"])
         st = state.get("state")
@@ -201,7 +204,7 @@ class Optimizer:
                 slot[...] = self._initial_slot(k, slot.size, slot.dtype)
         self.iterations = int(state["iterations"])
 
-    def step(self, params, grads):
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> bool:
         """Apply one step to ``params`` given ``grads`` (NumPy arrays), in place.
 
         Returns False when the step is refused: when any new value would be
@@ -266,7 +269,8 @@ class SGD(Optimizer):
 
     kind = "sgd"
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, *, weight_decay=0.0, l1=0.0, l2=0.0):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, *,
+                 weight_decay: float = 0.0, l1: float = 0.0, l2: float = 0.0) -> None:
         super().__init__(lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.momentum = check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
         self.nesterov = check_bool("nesterov", nesterov)

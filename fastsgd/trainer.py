@@ -8,6 +8,8 @@ cost fused with the output layer, backpropagation and the optimizer's
 in-place step, with the GIL released. Shuffled batches are never copied: the
 GEMM packs its panels straight from the permutation.
 """
+from __future__ import annotations
+
 import functools
 import math
 import sys
@@ -15,8 +17,10 @@ import threading
 import time
 import warnings
 import weakref
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _core, _feeds, _net
 from . import costs as _costs
@@ -310,9 +314,12 @@ class Trainer:
         check; also turned on by ``FASTSGD_CHECK_SYNC=1``).
     """
 
-    def __init__(self, model, cost, optimizer, *, batch_size=32, shuffle=True, seed=None,
-                 chunk_rows=4096, buffer_chunks=4, shuffle_buffer=10000, comm=None,
-                 threads_per_rank=None, check_sync=False):
+    def __init__(self, model: Sequential, cost: Union[str, _costs.Cost],
+                 optimizer: Union[str, _optimizers.Optimizer], *, batch_size: int = 32,
+                 shuffle: Union[bool, str] = True, seed: Optional[int] = None,
+                 chunk_rows: int = 4096, buffer_chunks: int = 4,
+                 shuffle_buffer: int = 10000, comm: Optional[Any] = None,
+                 threads_per_rank: Optional[int] = None, check_sync: bool = False) -> None:
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a fastsgd.Sequential, got {type(model).__name__}")
         self.model = model
@@ -414,8 +421,11 @@ class Trainer:
 
     # -- public API -------------------------------------------------------------
     @_finish_on_interrupt
-    def fit(self, X, y=None, *, epochs=1, validation_data=None, validation_split=0.0, callbacks=(),
-            verbose=1, initial_epoch=0, sample_weight=None, class_weight=None):
+    def fit(self, X: Any, y: Optional[ArrayLike] = None, *, epochs: int = 1,
+            validation_data: Optional[tuple] = None, validation_split: float = 0.0,
+            callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
+            sample_weight: Optional[ArrayLike] = None,
+            class_weight: Union[None, str, Dict[Any, float]] = None) -> History:
         """Train for ``epochs`` passes over ``(X, y)``.
 
         Parameters
@@ -637,7 +647,7 @@ class Trainer:
             cb.on_train_end({})
         return history
 
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X: Any, y: Optional[ArrayLike] = None) -> Dict[str, float]:
         """One pass over ``(X, y)`` (or a streamed source) as one or more
         mini-batches, for data that arrives in pieces.
 
@@ -650,7 +660,7 @@ class Trainer:
         history = self.fit(X, y, epochs=1, verbose=0)
         return {k: v[-1] for k, v in history.history.items()} if history.epoch else {}
 
-    def gradients(self, X, y):
+    def gradients(self, X: Any, y: ArrayLike) -> Tuple[float, List[np.ndarray]]:
         """The mean cost on ``(X, y)`` and its gradients, without a step.
 
         Returns ``(loss, grads)`` with ``grads = [dW0, db0, dW1, db1, ...]``
@@ -664,7 +674,8 @@ class Trainer:
         loss, _ = net.train_batch(0, X.shape[0], update=False)
         return loss / X.shape[0], plan.layout.views(plan.grads.copy())
 
-    def evaluate(self, X, y, *, batch_size=1024, sample_weight=None):
+    def evaluate(self, X: Any, y: ArrayLike, *, batch_size: int = 1024,
+                 sample_weight: Optional[ArrayLike] = None) -> Dict[str, float]:
         """Mean cost (and accuracy for classification costs) on ``(X, y)``.
 
         With ``sample_weight`` (n,) the cost is the weighted mean (accuracy

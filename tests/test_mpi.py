@@ -258,7 +258,7 @@ def test_a_failing_rank_ends_the_job(tmp_path, how):
                                tmp_path)
     assert rc != 0 and seconds < 60
     if how == "raise":
-        assert "fastsgd: rank 1 of 2 failed: RuntimeError: injected failure" in err
+        assert "fastsgd: rank 1 of 2 failed: RuntimeError: injected failure" in err, err
     import fastsgd
     fastsgd.load_model(tmp_path / "ckpt-1.npz")  # the checkpoint written before is whole
 

@@ -47,3 +47,16 @@ def test_no_import_cycles():
 
     cycles = sorted(m for m in edges if m != "__init__" and m in reach(m))
     assert cycles == []
+
+
+def test_public_api_type_hints_resolve():
+    import typing
+    for f in (fastsgd.Sequential.__init__, fastsgd.Sequential.predict,
+              fastsgd.Sequential.set_weights, fastsgd.Dense.__init__, fastsgd.Rescaling.__init__,
+              fastsgd.Trainer.__init__, fastsgd.Trainer.fit, fastsgd.Trainer.evaluate,
+              fastsgd.Trainer.partial_fit, fastsgd.SGD.__init__, fastsgd.Optimizer.step):
+        hints = typing.get_type_hints(f)
+        assert "return" in hints, f.__qualname__
+    assert os.path.exists(os.path.join(PKG, "py.typed"))
+    for mod in ("_config", "_core", "_ops", "_net"):
+        assert os.path.exists(os.path.join(PKG, f"{mod}.pyi")), mod
