@@ -3,7 +3,8 @@
 ``Trainer(model, cost, optimizer, comm=MPI.COMM_WORLD).fit(X, y, ...)``,
 called by every rank with the same arguments, trains one model across the
 ranks of ``comm``. It computes what a single process with the same seed
-computes, up to floating-point rounding:
+computes, up to floating-point rounding (each batch's gradient is summed in
+another order; on one rank the bits are the same):
 
 * Every rank starts from rank 0's weights, optimizer state, shuffling state,
   learning rate and callback state (broadcast once, after the callbacks'

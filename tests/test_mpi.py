@@ -40,7 +40,7 @@ import json, os, signal, sys
 import numpy as np
 import fastsgd
 from fastsgd import (Adam, BackupAndRestore, Dense, EarlyStopping, LambdaCallback,
-                     ModelCheckpoint, ReduceLROnPlateau, SGD, Sequential, Trainer)
+                     ModelCheckpoint, ReduceLROnPlateau, Rescaling, SGD, Sequential, Trainer)
 
 cfg = json.loads(sys.argv[1])
 work, tag = cfg["work"], cfg["tag"]
@@ -64,9 +64,15 @@ if cfg.get("regression"):
     cost, opt = "mse", SGD(0.05)
 else:
     y = (X[:, :3].argmax(axis=1) + (X[:, 5] > 0.7)) % 3
-    model = Sequential([Dense(16, "tanh", input_dim=12), Dense(3, "softmax")], dtype="float64",
-                       seed=cfg.get("model_seed", 0))
+    first = [Rescaling(1 / 255)] if cfg.get("uint8") else []
+    model = Sequential(first + [Dense(16, "tanh", input_dim=12), Dense(3, "softmax")],
+                       dtype="float64", seed=cfg.get("model_seed", 0))
     cost, opt = "cross_entropy", Adam(0.01)
+if cfg.get("uint8"):  # converted batch by batch
+    X = np.round(X * 255).astype(np.uint8)
+if cfg.get("sparse"):  # the first layer reads the nonzeros
+    import scipy.sparse
+    X = scipy.sparse.csr_matrix(np.where(X > 0.5, X, 0.0))
 batch_losses = []
 def fail(epoch, logs):
     if epoch == 1 and rank == 1:
@@ -220,6 +226,16 @@ def test_weights_and_chunk_shuffling_match_a_single_process(tmp_path):
     assert_same_run(ref, res)
     for r in res:
         np.testing.assert_allclose(r["batch_losses"], ref[0]["batch_losses"], rtol=1e-12)
+
+
+@needs_mpi
+@pytest.mark.parametrize("kind", ["uint8", "sparse"])
+def test_other_kinds_of_x_match_a_single_process(tmp_path, kind):
+    if kind == "sparse":
+        pytest.importorskip("scipy")
+    ref = train(tmp_path, 0, "single", **{kind: True})
+    res = train(tmp_path, 2, "mpi", **{kind: True})
+    assert_same_run(ref, res)
 
 
 @needs_mpi
