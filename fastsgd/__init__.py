@@ -14,7 +14,7 @@ from ._version import __version__
 from .callbacks import BackupAndRestore, Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
 from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
 from .io import load_model
-from .layers import Dense, Sequential
+from .layers import BatchNormalization, Dense, Dropout, Sequential
 from .lr_finder import LRFinderResult, find_lr
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import (
@@ -29,7 +29,7 @@ from .schedules import (
 from .trainer import DivergenceWarning, History, Trainer
 
 __all__ = [
-    "Dense", "Sequential", "Trainer", "History", "DivergenceWarning",
+    "Dense", "Dropout", "BatchNormalization", "Sequential", "Trainer", "History", "DivergenceWarning",
     "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer",
     "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy",
     "Callback", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "BackupAndRestore",
