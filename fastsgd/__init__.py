@@ -12,7 +12,15 @@ from . import _config
 from ._config import get_num_threads, set_num_threads
 from ._version import __version__
 from .callbacks import BackupAndRestore, Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
-from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
+from .costs import (
+    BinaryCrossEntropy,
+    Cost,
+    CrossEntropy,
+    Huber,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SparseCategoricalCrossEntropy,
+)
 from .io import load_model
 from .layers import BatchNormalization, Dense, Dropout, Sequential
 from .lr_finder import LRFinderResult, find_lr
@@ -31,7 +39,8 @@ from .trainer import DivergenceWarning, History, Trainer
 __all__ = [
     "Dense", "Dropout", "BatchNormalization", "Sequential", "Trainer", "History", "DivergenceWarning",
     "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer",
-    "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy",
+    "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy", "MeanAbsoluteError", "Huber",
+    "SparseCategoricalCrossEntropy",
     "Callback", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "BackupAndRestore",
     "LearningRateScheduler", "ReduceLROnPlateau", "Constant", "StepDecay", "ExponentialDecay",
     "InverseTimeDecay", "CosineDecay", "find_lr", "LRFinderResult",

@@ -119,9 +119,9 @@ cdef int dense_backward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
                         const floating *W, const floating *A, int act, floating slope,
                         floating *D, floating *dW, floating *db, floating *dX) noexcept nogil
 cdef int output_cost(int nthreads, int cost, double cost_param, int act, floating slope,
-                     int64_t rows, int64_t cols, floating *Z, const int64_t *y_int, const floating *y,
-                     const int64_t *y_rows, int64_t scale_rows, floating *D, double *loss,
-                     int64_t *correct) noexcept nogil
+                     int64_t rows, int64_t cols, floating *Z, const int64_t *y_int,
+                     const floating *y, const int64_t *y_rows, int64_t scale_rows, floating *D,
+                     double *loss, int64_t *correct) noexcept nogil
 cdef void gather_rows(int nthreads, int64_t n, int64_t cols, const floating *X, int64_t ldx,
                       const int64_t *rows, floating *out) noexcept nogil
 
