@@ -545,8 +545,12 @@ class Sequential:
                 width = layer.units
             elif given is not None:
                 width = given
-        if layers[0].input_dim is not None:
-            self.build(layers[0].input_dim)
+        for layer in layers:  # leading Dropout/BatchNormalization keep the input's width
+            if layer.input_dim is not None:
+                self.build(layer.input_dim)
+                break
+            if isinstance(layer, Dense):
+                break
 
     def _dropout_key(self, index):
         """The key of a Dropout layer without a seed: from the model's seed and its place."""
@@ -772,13 +776,13 @@ class Sequential:
             if not isinstance(cfg, dict):
                 raise TypeError(f"config['layers'][{i}] must be a dict")
             cfg = dict(cfg)
-            cls = cfg.pop("class", "Dense")
-            if cls not in LAYERS:
-                raise ValueError(f"config['layers'][{i}] has an unknown class {cls!r}; valid: "
+            name = cfg.pop("class", "Dense")
+            if name not in LAYERS:
+                raise ValueError(f"config['layers'][{i}] has an unknown class {name!r}; valid: "
                                  f"{', '.join(LAYERS)}")
             if i > 0:
                 cfg.pop("input_dim", None)
-            layers.append(LAYERS[cls](**cfg))
+            layers.append(LAYERS[name](**cfg))
         return cls(layers, dtype=config.get("dtype", "float32"), seed=config.get("seed"))
 
     def save(self, path, optimizer=None):
