@@ -517,7 +517,7 @@ class Sequential:
         if not layers:
             raise ValueError("layers must hold at least one Dense layer")
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer) or type(layer) not in LAYERS.values():
+            if not isinstance(layer, tuple(LAYERS.values())):
                 raise TypeError(f"layers[{i}] must be a fastsgd.Dense, Dropout or "
                                 f"BatchNormalization, got {type(layer).__name__}")
         if not isinstance(layers[-1], Dense):

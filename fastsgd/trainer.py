@@ -457,11 +457,14 @@ class Trainer:
 
         Returns ``(loss, grads)`` with ``grads = [dW0, db0, dW1, db1, ...]``
         (new arrays), computed by the same compiled backward pass as
-        training, on all of ``X`` as one batch.
+        training, on all of ``X`` as one batch (dropout draws the masks of
+        the optimizer's next step; batch normalization uses the batch's
+        statistics and leaves its moving statistics alone).
         """
         X, t = self._prepare(X, y)
         plan = build_plan(self.model, X.shape[0], cost=self.cost, training=True)
         net = _net.Net(plan)
+        net.seed_step = self.optimizer.iterations
         net.bind(X, t)
         loss, _ = net.train_batch(0, X.shape[0], update=False)
         return loss / X.shape[0], plan.layout.views(plan.grads.copy())

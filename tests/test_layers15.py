@@ -587,3 +587,18 @@ def test_model_file_metadata_is_json_of_the_configs(tmp_path):
     assert json.loads(json.dumps(meta))["layers"][1] == {
         "class": "BatchNormalization", "momentum": 0.99, "epsilon": 1e-3, "center": True,
         "scale": True}
+
+
+def test_gradients_then_optimizer_step_equals_a_training_step(rng):
+    """Trainer.gradients draws the masks of the optimizer's next step."""
+    X, y = data(rng, n=24)
+    a, b = drop_net(dtype="float64"), drop_net(dtype="float64")
+    opt_a, opt_b = SGD(0.1), SGD(0.1)
+    Trainer(a, "cross_entropy", opt_a, batch_size=24, shuffle=False).fit(X, y, epochs=3,
+                                                                         verbose=0)
+    tb = Trainer(b, "cross_entropy", opt_b, batch_size=24, shuffle=False)
+    for _ in range(3):
+        _, grads = tb.gradients(X, y)
+        assert opt_b.step(b.parameters(), grads)
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(p, q)
