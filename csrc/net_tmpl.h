@@ -36,6 +36,15 @@ int FN(fsgd_dense_backward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_
 }
 
 /* ---- dropout ---------------------------------------------------------------- */
+/* one row: the hash is integer arithmetic and the scale an IEEE division, so every
+   clone gives the same bits; the AVX2 clone vectorises the 64-bit hash */
+FSGD_CLONES static void FN(dropout_row)(uint64_t rk, uint64_t thr, T keep, int64_t cols,
+                                        const T *restrict in, T *restrict out)
+{
+    for (int64_t j = 0; j < cols; j++)
+        out[j] = fsgd_drop_bits(rk, j) < thr ? in[j] / keep : (T)0;
+}
+
 void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, int64_t rows,
                       int64_t cols, const T *X, int64_t ldx, const int64_t *x_rows, T *A,
                       const T *D, T *dX)
@@ -50,10 +59,8 @@ void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, i
 #endif
     for (int64_t r = 0; r < rows; r++) {
         const uint64_t rk = fsgd_drop_row_key(bkey, r);
-        const T *restrict in = D ? D + r * cols : X + (x_rows ? x_rows[r] : r) * ldx;
-        T *restrict out = D ? dX + r * cols : A + r * cols;
-        for (int64_t j = 0; j < cols; j++)
-            out[j] = fsgd_drop_bits(rk, j) < thr ? in[j] / keep : (T)0;
+        const T *in = D ? D + r * cols : X + (x_rows ? x_rows[r] : r) * ldx;
+        FN(dropout_row)(rk, thr, keep, cols, in, D ? dX + r * cols : A + r * cols);
     }
 }
 
