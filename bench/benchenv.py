@@ -59,7 +59,7 @@ def fastsgd_problem():
     if spec is None or not spec.origin:
         return "fastsgd is not installed: run `pip install \".[bench]\"` in the checkout first"
     pkg = os.path.dirname(spec.origin)
-    if _is_checkout(os.path.dirname(pkg)) and not glob.glob(os.path.join(pkg, "_core.*")):
+    if _is_checkout(os.path.dirname(pkg)) and not glob.glob(os.path.join(pkg, "_core*")):
         return (f"fastsgd resolves to the source tree {pkg}, which has no compiled extension: "
                 "install the package (`pip install \".[bench]\"`) and run the script from a "
                 "folder whose sys.path does not put the checkout first")

@@ -13,6 +13,11 @@
  *                              dL/dz = (p - t) / (n cols)
  *   MSE (any activation):      row_loss = mean_j (a - t)^2,
  *                              dL/dz = f'(z) 2 (a - t) / (n cols)
+ *   MAE (any activation):      row_loss = mean_j |a - t|,
+ *                              dL/dz = f'(z) sign(a - t) / (n cols)  (sign(0) = 0)
+ *   Huber (any activation):    x = a - t; row_loss = mean_j h(x) with h(x) = x^2 / 2 for
+ *                              |x| <= delta, delta (|x| - delta / 2) beyond (Keras's),
+ *                              dL/dz = f'(z) clip(x, -delta, delta) / (n cols)
  */
 #define FN(name) FSGD_CAT(name, SFX)
 
@@ -31,9 +36,10 @@ static inline int64_t FN(argmax)(const T *v, int64_t n)
     return best;
 }
 
-int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows, int64_t cols,
-                         T *Z, const int64_t *y_int, const T *y, const int64_t *y_rows,
-                         int64_t scale_rows, const T *sample_w, T *D, double *loss,
+int FN(fsgd_output_cost)(int nthreads, int cost, double cost_param, int act, T slope,
+                         int64_t rows, int64_t cols, T *Z, const int64_t *y_int, const T *y,
+                         const int64_t *y_rows, int64_t scale_rows, const T *sample_w, T *D,
+                         double *loss,
                          int64_t *correct)
 {
     (void)nthreads;
@@ -48,7 +54,9 @@ int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows,
             }
     } else if (cost == FSGD_COST_BINARY_CROSS_ENTROPY) {
         if (act != FSGD_ACT_SIGMOID) return FSGD_ERR_ARG;
-    } else if (cost != FSGD_COST_MSE) {
+    } else if (cost == FSGD_COST_HUBER) {
+        if (!(cost_param > 0.0) || cost_param == (double)INFINITY) return FSGD_ERR_ARG;
+    } else if (cost != FSGD_COST_MSE && cost != FSGD_COST_MAE) {
         return FSGD_ERR_ARG;
     }
     double total = 0.0;
@@ -112,17 +120,36 @@ int FN(fsgd_output_cost)(int nthreads, int cost, int act, T slope, int64_t rows,
             total += (double)rw * row_loss / (double)cols;
         }
     } else {
+        /* mse, mae and huber: elementwise in a = f(z) */
+        const T delta = (T)cost_param, half = (T)0.5;
         for (int64_t r = 0; r < rows; r++) {
             const int64_t yr = y_rows ? y_rows[r] : r;
-            const T rw = ROW_WEIGHT(yr), inv = (T)2 * rw * inv_rows / (T)cols;
+            const T rw = ROW_WEIGHT(yr);
+            const T inv = (cost == FSGD_COST_MSE ? (T)2 : (T)1) * rw * inv_rows / (T)cols;
             T *restrict a = Z + r * cols;
             T *restrict d = D ? D + r * cols : NULL;
             if (act != FSGD_ACT_LINEAR) FN(act_row)(act, slope, cols, a);
             double row_loss = 0.0;
-            for (int64_t j = 0; j < cols; j++) {
-                const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
-                row_loss += (double)(diff * diff);
-                if (d) d[j] = diff * inv;
+            if (cost == FSGD_COST_MSE) {
+                for (int64_t j = 0; j < cols; j++) {
+                    const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
+                    row_loss += (double)(diff * diff);
+                    if (d) d[j] = diff * inv;
+                }
+            } else if (cost == FSGD_COST_MAE) {
+                for (int64_t j = 0; j < cols; j++) {
+                    const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
+                    row_loss += (double)FABST(diff);
+                    if (d) d[j] = diff > (T)0 ? inv : (diff < (T)0 ? -inv : (T)0);
+                }
+            } else {
+                for (int64_t j = 0; j < cols; j++) {
+                    const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
+                    const T ad = FABST(diff);
+                    row_loss += (double)(ad <= delta ? half * diff * diff
+                                                     : delta * ad - half * delta * delta);
+                    if (d) d[j] = (ad <= delta ? diff : (diff > (T)0 ? delta : -delta)) * inv;
+                }
             }
             total += (double)rw * row_loss / (double)cols;
             if (d) FN(act_back_row)(act, slope, cols, a, d);

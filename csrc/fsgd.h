@@ -48,6 +48,8 @@ typedef enum {
     FSGD_COST_MSE = 0,
     FSGD_COST_CROSS_ENTROPY,        /* categorical, softmax output */
     FSGD_COST_BINARY_CROSS_ENTROPY, /* sigmoid output */
+    FSGD_COST_MAE,                  /* mean absolute error, any output activation */
+    FSGD_COST_HUBER,                /* Huber loss with delta (cost_param), any activation */
     FSGD_COST_COUNT
 } fsgd_cost;
 
@@ -60,7 +62,9 @@ typedef enum {
 } fsgd_opt_kind;
 
 typedef enum {
-    FSGD_LAYER_DENSE = 0, /* a = f(x W + b) */
+    FSGD_LAYER_DENSE = 0,      /* a = f(x W + b) */
+    FSGD_LAYER_DROPOUT,        /* inverted dropout (training plans), identity otherwise */
+    FSGD_LAYER_BATCH_NORM,     /* a = gamma (x - mean) / sqrt(var + epsilon) + beta */
     FSGD_LAYER_COUNT
 } fsgd_layer_kind;
 
@@ -124,15 +128,22 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
     /* Output layer fused with its cost. Z holds the pre-activations (rows x cols) and is     \
        overwritten with the activations. Targets are y_int (class index per row, may be       \
        NULL) or y (rows x cols); row r's target is read at y_rows[r] when y_rows is not       \
-       NULL. With categorical cross-entropy every label must lie in [0, cols)                 \
+       NULL. cost_param is the Huber loss's delta (> 0; unread by the other costs).           \
+       With categorical cross-entropy every label must lie in [0, cols)                       \
        (FSGD_ERR_ARG otherwise, nothing else checked first). D, when not NULL, gets dL/dZ of  \
        the mean cost over scale_rows rows or, with sample_w (one weight per target row, read \
        like the targets), of the weighted mean. loss gets the (weighted) summed per-row cost \
        and correct the number of correctly classified rows (elements for binary CE). */     \
-    int fsgd_output_cost_##SFX(int nthreads, int cost, int act, T slope, int64_t rows,        \
-                               int64_t cols, T *Z, const int64_t *y_int, const T *y,          \
-                               const int64_t *y_rows, int64_t scale_rows, const T *sample_w,  \
-                               T *D, double *loss, int64_t *correct);                         \
+    int fsgd_output_cost_##SFX(int nthreads, int cost, double cost_param, int act, T slope,   \
+                               int64_t rows, int64_t cols, T *Z, const int64_t *y_int,        \
+                               const T *y, const int64_t *y_rows, int64_t scale_rows,         \
+                               const T *sample_w, T *D, double *loss, int64_t *correct);      \
+    /* inverted dropout on X[x_rows] (rows x cols): A = X * keep / (1 - rate), keep drawn   \
+       from the counter-based generator (fsgd_dropout_keep); with D and dX (the backward     \
+       pass) dX = D * keep / (1 - rate) instead and X, A are unread. */                       \
+    void fsgd_dropout_##SFX(int nthreads, double rate, uint64_t seed, uint64_t step,          \
+                            int64_t rows, int64_t cols, const T *X, int64_t ldx,              \
+                            const int64_t *x_rows, T *A, const T *D, T *dX);                  \
     /* out[i, :] = X[rows[i], :] */                                                           \
     void fsgd_gather_rows_##SFX(int nthreads, int64_t n, int64_t cols, const T *X,            \
                                 int64_t ldx, const int64_t *rows, T *out);
@@ -233,16 +244,38 @@ int fsgd_update_f64(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *p
 /* ---- a whole network (net_tmpl.h) ----------------------------------------
  * A plan: layers in order, their parameters at offsets of one flat array,
  * their gradients at the same offsets of another, and per layer the batch
- * buffers. Inference plans have no gradients, no D buffers and no cost. */
+ * buffers. Inference plans have no gradients, no D buffers and no cost.
+ *
+ * Dropout (training plans): unit j of batch row r is kept when
+ * fsgd_dropout_keep(seed, step, r, j) says so, where seed is the layer's
+ * and step the network's seed_step: the mask is a pure function of those
+ * four numbers (no generator state, no thread dependence), and the backward
+ * pass recomputes it rather than storing it. In inference plans dropout is
+ * the identity and its A may be the previous layer's A (nothing is done).
+ *
+ * Batch normalization: training plans normalise with the statistics of the
+ * batch (biased variance, per column, rows summed in order by one thread)
+ * and keep mean, variance and 1/sqrt(var + epsilon) in aux; the moving
+ * statistics in the net's state array (moving mean then moving variance,
+ * n_out each, at s_offset) move towards the batch's only when a training
+ * step succeeds (fsgd_net_train_batch), all or nothing. Inference plans
+ * normalise with the moving statistics. gamma (w_offset) and beta
+ * (b_offset) are parameters; an offset of -1 means the layer has none
+ * (gamma 1, beta 0). */
 typedef struct {
     int kind;                 /* fsgd_layer_kind */
-    int act;                  /* fsgd_act */
+    int act;                  /* fsgd_act (linear for dropout and batch normalization) */
     double slope;             /* leaky relu */
-    int64_t n_in, n_out;
-    int64_t w_offset;         /* W: n_in x n_out at params + w_offset */
-    int64_t b_offset;         /* b: n_out at params + b_offset */
+    int64_t n_in, n_out;      /* n_in == n_out for dropout and batch normalization */
+    int64_t w_offset;         /* dense: W (n_in x n_out); batch norm: gamma (n_out) or -1 */
+    int64_t b_offset;         /* dense: b (n_out); batch norm: beta (n_out) or -1 */
     void *A;                  /* capacity x n_out: activations */
     void *D;                  /* capacity x n_out: deltas (training plans), else NULL */
+    double rate;              /* dropout: fraction dropped, in [0, 1) */
+    uint64_t seed;            /* dropout: the layer's key */
+    double momentum, epsilon; /* batch norm */
+    int64_t s_offset;         /* batch norm: moving mean and variance at state + s_offset */
+    void *aux;                /* batch norm, training plans: T[3 n_out] mean, var, inv std */
 } fsgd_layer;
 
 typedef struct {
@@ -256,7 +289,17 @@ typedef struct {
     int nthreads;
     const fsgd_csr *x_csr; /* when not NULL, the first layer reads this instead of X */
     const void *sample_w;  /* when not NULL, T weights per target row (weighted mean cost) */
+    double cost_param; /* the Huber loss's delta */
+    int64_t n_state;   /* elements of state */
+    void *state;       /* T[n_state]: non-trainable state (batch norm's moving statistics) */
+    uint64_t seed_step; /* dropout: the training step the masks are drawn for */
 } fsgd_net;
+
+/* Dropout's generator: 1 when unit `unit` of batch row `row` is kept at
+   training step `step` for a layer keyed `seed` and drop fraction `rate`.
+   A SplitMix64 finaliser over the four numbers; the top 53 bits of the hash
+   are compared with (1 - rate) 2^53. */
+int fsgd_dropout_keep(uint64_t seed, uint64_t step, int64_t row, int64_t unit, double rate);
 
 /* FSGD_OK when the plan is consistent (offsets inside n_params, each layer's
    inputs equal to the previous one's outputs, enums in range, buffers

@@ -143,13 +143,28 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #undef SQRTT
 #undef FABST
 
+/* ---- dropout's generator, exposed for the tests ----------------------------- */
+int fsgd_dropout_keep(uint64_t seed, uint64_t step, int64_t row, int64_t unit, double rate)
+{
+    const uint64_t rk = fsgd_drop_row_key(fsgd_drop_batch_key(seed, step), row);
+    return fsgd_drop_bits(rk, unit) < fsgd_drop_threshold(rate);
+}
+
 /* ---- checking a plan -------------------------------------------------------- */
+/* [offset, offset + size) inside [0, n) */
+static int inside(int64_t offset, int64_t size, int64_t n)
+{
+    return offset >= 0 && size >= 0 && size <= n && offset <= n - size;
+}
+
 int fsgd_net_check(const fsgd_net *net)
 {
     if (!net || net->n_layers < 1 || !net->layers || net->capacity < 1 || net->n_params < 0 ||
-        !net->params || net->nthreads < 1)
+        !net->params || net->nthreads < 1 || net->n_state < 0 || (net->n_state && !net->state))
         return FSGD_ERR_ARG;
     if (net->cost < -1 || net->cost >= FSGD_COST_COUNT) return FSGD_ERR_ARG;
+    if (net->cost == FSGD_COST_HUBER && !(net->cost_param > 0.0 && net->cost_param < INFINITY))
+        return FSGD_ERR_ARG;
     for (int l = 0; l < net->n_layers; l++) {
         const fsgd_layer *L = &net->layers[l];
         if (L->kind < 0 || L->kind >= FSGD_LAYER_COUNT) return FSGD_ERR_ARG;
@@ -157,11 +172,36 @@ int fsgd_net_check(const fsgd_net *net)
         if (L->n_in < 1 || L->n_out < 1 || !L->A) return FSGD_ERR_ARG;
         if (l > 0 && L->n_in != net->layers[l - 1].n_out) return FSGD_ERR_ARG;
         if (net->grads && !L->D) return FSGD_ERR_ARG;
-        /* W (n_in x n_out) and b (n_out) inside [0, n_params) */
-        if (L->n_in > INT64_MAX / L->n_out) return FSGD_ERR_ARG;
-        const int64_t w_size = L->n_in * L->n_out;
-        if (L->w_offset < 0 || L->w_offset > net->n_params - w_size) return FSGD_ERR_ARG;
-        if (L->b_offset < 0 || L->b_offset > net->n_params - L->n_out) return FSGD_ERR_ARG;
+        if (L->kind != FSGD_LAYER_DENSE) {
+            /* dropout and batch normalization: same width, no activation, never the output */
+            if (L->n_in != L->n_out || L->act != FSGD_ACT_LINEAR || l == net->n_layers - 1)
+                return FSGD_ERR_ARG;
+        }
+        switch (L->kind) {
+        case FSGD_LAYER_DENSE: {
+            /* W (n_in x n_out) and b (n_out) inside [0, n_params) */
+            if (L->n_in > INT64_MAX / L->n_out) return FSGD_ERR_ARG;
+            if (!inside(L->w_offset, L->n_in * L->n_out, net->n_params)) return FSGD_ERR_ARG;
+            if (!inside(L->b_offset, L->n_out, net->n_params)) return FSGD_ERR_ARG;
+            break;
+        }
+        case FSGD_LAYER_DROPOUT:
+            if (!(L->rate >= 0.0 && L->rate < 1.0)) return FSGD_ERR_ARG;
+            break;
+        case FSGD_LAYER_BATCH_NORM:
+            if (!(L->epsilon > 0.0 && L->epsilon < INFINITY)) return FSGD_ERR_ARG;
+            if (!(L->momentum >= 0.0 && L->momentum < 1.0)) return FSGD_ERR_ARG;
+            if (L->w_offset != -1 && !inside(L->w_offset, L->n_out, net->n_params))
+                return FSGD_ERR_ARG;
+            if (L->b_offset != -1 && !inside(L->b_offset, L->n_out, net->n_params))
+                return FSGD_ERR_ARG;
+            if (L->n_out > INT64_MAX / 2 || !inside(L->s_offset, 2 * L->n_out, net->n_state))
+                return FSGD_ERR_ARG;
+            if (net->grads && !L->aux) return FSGD_ERR_ARG;
+            break;
+        default:
+            return FSGD_ERR_ARG;
+        }
     }
     return FSGD_OK;
 }

@@ -29,12 +29,17 @@ static const char *const act_names[FSGD_ACT_COUNT] = {
 static const char *const cost_names[FSGD_COST_COUNT] = {
     [FSGD_COST_MSE] = "mse",
     [FSGD_COST_CROSS_ENTROPY] = "cross_entropy",
-    [FSGD_COST_BINARY_CROSS_ENTROPY] = "binary_cross_entropy"};
+    [FSGD_COST_BINARY_CROSS_ENTROPY] = "binary_cross_entropy",
+    [FSGD_COST_MAE] = "mae",
+    [FSGD_COST_HUBER] = "huber"};
 static const char *const opt_names[FSGD_OPT_COUNT] = {[FSGD_OPT_SGD] = "sgd",
                                                       [FSGD_OPT_ADAGRAD] = "adagrad",
                                                       [FSGD_OPT_RMSPROP] = "rmsprop",
                                                       [FSGD_OPT_ADAM] = "adam"};
-static const char *const layer_names[FSGD_LAYER_COUNT] = {[FSGD_LAYER_DENSE] = "dense"};
+static const char *const layer_names[FSGD_LAYER_COUNT] = {
+    [FSGD_LAYER_DENSE] = "dense",
+    [FSGD_LAYER_DROPOUT] = "dropout",
+    [FSGD_LAYER_BATCH_NORM] = "batch_normalization"};
 
 #define NAME_OF(table, count, i) ((i) >= 0 && (i) < (count) ? (table)[i] : NULL)
 const char *fsgd_status_str(int s) { return NAME_OF(status_names, FSGD_STATUS_COUNT, s); }

@@ -17,9 +17,17 @@ from ._config import get_num_threads, set_num_threads
 from ._info import config, show_config
 from ._version import __version__
 from .callbacks import BackupAndRestore, Callback, EarlyStopping, LambdaCallback, ModelCheckpoint
-from .costs import BinaryCrossEntropy, Cost, CrossEntropy, MeanSquaredError
+from .costs import (
+    BinaryCrossEntropy,
+    Cost,
+    CrossEntropy,
+    Huber,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SparseCategoricalCrossEntropy,
+)
 from .io import load_model
-from .layers import Dense, Rescaling, Sequential
+from .layers import BatchNormalization, Dense, Dropout, Rescaling, Sequential
 from .lr_finder import LRFinderResult, find_lr
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import (
@@ -36,9 +44,11 @@ from .trainer import DivergenceWarning, History, Trainer
 _fork.install(_config)
 
 __all__ = [
-    "Dense", "Rescaling", "Sequential", "Trainer", "History", "DivergenceWarning",
+    "Dense", "Dropout", "BatchNormalization", "Rescaling", "Sequential", "Trainer", "History",
+    "DivergenceWarning",
     "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer",
-    "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy",
+    "Cost", "MeanSquaredError", "CrossEntropy", "BinaryCrossEntropy", "MeanAbsoluteError", "Huber",
+    "SparseCategoricalCrossEntropy",
     "Callback", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "BackupAndRestore",
     "LearningRateScheduler", "ReduceLROnPlateau", "Constant", "StepDecay", "ExponentialDecay",
     "InverseTimeDecay", "CosineDecay", "find_lr", "LRFinderResult",

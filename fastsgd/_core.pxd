@@ -4,7 +4,7 @@ points. Only fastsgd._core links the C core; every other compiled module
 cimports from here, so process-wide state (the SIMD choice, the per-thread
 workspace) exists once."""
 from cython cimport floating
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 
 cdef extern from "fsgd.h" nogil:
@@ -25,11 +25,14 @@ cdef extern from "fsgd.h" nogil:
         FSGD_ACT_COUNT
     ctypedef enum fsgd_cost:
         FSGD_COST_CROSS_ENTROPY
+        FSGD_COST_HUBER
         FSGD_COST_COUNT
     ctypedef enum fsgd_opt_kind:
         FSGD_OPT_COUNT
     ctypedef enum fsgd_layer_kind:
         FSGD_LAYER_DENSE
+        FSGD_LAYER_DROPOUT
+        FSGD_LAYER_BATCH_NORM
         FSGD_LAYER_COUNT
     enum:
         FSGD_MAX_SLOTS
@@ -71,6 +74,11 @@ cdef extern from "fsgd.h" nogil:
         int64_t w_offset, b_offset
         void *A
         void *D
+        double rate
+        uint64_t seed
+        double momentum, epsilon
+        int64_t s_offset
+        void *aux
 
     ctypedef struct fsgd_net:
         int n_layers
@@ -83,6 +91,10 @@ cdef extern from "fsgd.h" nogil:
         int nthreads
         const fsgd_csr *x_csr
         const void *sample_w
+        double cost_param
+        int64_t n_state
+        void *state
+        uint64_t seed_step
 
 
 # ---- run time ----------------------------------------------------------------
@@ -114,10 +126,11 @@ cdef int dense_backward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
                         const floating *X, int64_t ldx, const int64_t *x_rows,
                         const floating *W, const floating *A, int act, floating slope,
                         floating *D, floating *dW, floating *db, floating *dX) noexcept nogil
-cdef int output_cost(int nthreads, int cost, int act, floating slope, int64_t rows,
-                     int64_t cols, floating *Z, const int64_t *y_int, const floating *y,
-                     const int64_t *y_rows, int64_t scale_rows, const floating *sample_w,
-                     floating *D, double *loss, int64_t *correct) noexcept nogil
+cdef int output_cost(int nthreads, int cost, double cost_param, int act, floating slope,
+                     int64_t rows, int64_t cols, floating *Z, const int64_t *y_int,
+                     const floating *y, const int64_t *y_rows, int64_t scale_rows,
+                     const floating *sample_w, floating *D, double *loss,
+                     int64_t *correct) noexcept nogil
 cdef void gather_rows(int nthreads, int64_t n, int64_t cols, const floating *X, int64_t ldx,
                       const int64_t *rows, floating *out) noexcept nogil
 

@@ -2,7 +2,7 @@
 """The compiled core's one home: links csrc/ and gives every other compiled
 module its entry points (see _core.pxd). Also the enum names, read from the C
 core, and the translation of C status codes into Python exceptions."""
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 
 cdef extern from "fsgd.h" nogil:
@@ -45,12 +45,13 @@ cdef extern from "fsgd.h" nogil:
     int fsgd_dense_backward_f64(int, int64_t, int64_t, int64_t, const double *, int64_t,
                                 const int64_t *, const double *, const double *, int, double,
                                 double *, double *, double *, double *)
-    int fsgd_output_cost_f32(int, int, int, float, int64_t, int64_t, float *, const int64_t *,
-                             const float *, const int64_t *, int64_t, const float *, float *,
-                             double *, int64_t *)
-    int fsgd_output_cost_f64(int, int, int, double, int64_t, int64_t, double *,
+    int fsgd_output_cost_f32(int, int, double, int, float, int64_t, int64_t, float *,
+                             const int64_t *, const float *, const int64_t *, int64_t,
+                             const float *, float *, double *, int64_t *)
+    int fsgd_output_cost_f64(int, int, double, int, double, int64_t, int64_t, double *,
                              const int64_t *, const double *, const int64_t *, int64_t,
                              const double *, double *, double *, int64_t *)
+    int fsgd_dropout_keep(uint64_t seed, uint64_t step, int64_t row, int64_t unit, double rate)
     void fsgd_gather_rows_f32(int, int64_t, int64_t, const float *, int64_t, const int64_t *,
                               float *)
     void fsgd_gather_rows_f64(int, int64_t, int64_t, const double *, int64_t,
@@ -113,6 +114,12 @@ SIMD_PATHS = _names(fsgd_simd_name, FSGD_SIMD_COUNT)
 LAYER_KINDS = _names(fsgd_layer_name, FSGD_LAYER_COUNT)
 #: most optimizer state slots a rule uses
 MAX_SLOTS = FSGD_MAX_SLOTS
+
+
+def dropout_keep(uint64_t seed, uint64_t step, int64_t row, int64_t unit, double rate):
+    """Dropout's generator: True when unit ``unit`` of batch row ``row`` is kept
+    at training step ``step`` by a layer keyed ``seed`` that drops ``rate``."""
+    return fsgd_dropout_keep(seed, step, row, unit, rate) != 0
 
 
 def simd_name(int path):
@@ -226,16 +233,17 @@ cdef int dense_backward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
                                        slope, D, dW, db, dX)
 
 
-cdef int output_cost(int nthreads, int cost, int act, floating slope, int64_t rows,
-                     int64_t cols, floating *Z, const int64_t *y_int, const floating *y,
-                     const int64_t *y_rows, int64_t scale_rows, const floating *sample_w,
-                     floating *D, double *loss, int64_t *correct) noexcept nogil:
+cdef int output_cost(int nthreads, int cost, double cost_param, int act, floating slope,
+                     int64_t rows, int64_t cols, floating *Z, const int64_t *y_int,
+                     const floating *y, const int64_t *y_rows, int64_t scale_rows,
+                     const floating *sample_w, floating *D, double *loss,
+                     int64_t *correct) noexcept nogil:
     if floating is float:
-        return fsgd_output_cost_f32(nthreads, cost, act, slope, rows, cols, Z, y_int, y,
-                                    y_rows, scale_rows, sample_w, D, loss, correct)
+        return fsgd_output_cost_f32(nthreads, cost, cost_param, act, slope, rows, cols, Z,
+                                    y_int, y, y_rows, scale_rows, sample_w, D, loss, correct)
     else:
-        return fsgd_output_cost_f64(nthreads, cost, act, slope, rows, cols, Z, y_int, y,
-                                    y_rows, scale_rows, sample_w, D, loss, correct)
+        return fsgd_output_cost_f64(nthreads, cost, cost_param, act, slope, rows, cols, Z,
+                                    y_int, y, y_rows, scale_rows, sample_w, D, loss, correct)
 
 
 cdef void gather_rows(int nthreads, int64_t n, int64_t cols, const floating *X, int64_t ldx,

@@ -11,8 +11,27 @@ from ._files import atomic_write
 from .optimizers import Optimizer
 
 FORMAT = "fastsgd-model"
-VERSION = 1
+#: version 2: each layer's configuration names its class (Dense, Dropout,
+#: BatchNormalization) and batch normalization's arrays are stored; the
+#: reader also takes version 1 files (Dense layers only)
+VERSION = 2
 _META = "__fastsgd__"
+
+
+def weight_members(model):
+    """``[(member name, array), ...]`` of ``model``'s arrays in Keras's
+    ``get_weights`` order: ``W{i}``, ``b{i}`` for a Dense layer ``i``;
+    ``gamma{i}``, ``beta{i}`` (those it has), ``moving_mean{i}``,
+    ``moving_variance{i}`` for a BatchNormalization."""
+    out = []
+    for i, layer in enumerate(model.layers):
+        if layer.kind == "dense":
+            out += [(f"W{i}", layer.weights), (f"b{i}", layer.bias)]
+        elif layer.kind == "batch_normalization":
+            out += [(f"{name}{i}", getattr(layer, name)) for name, _ in layer.param_shapes()]
+            out += [(f"moving_mean{i}", layer.moving_mean),
+                    (f"moving_variance{i}", layer.moving_variance)]
+    return out
 
 
 class ModelFileError(ValueError):
@@ -34,13 +53,11 @@ def write(model, path, optimizer=None, *, extra=None, param_sets=()):
         raise ValueError("the model has no weights yet (give input_dim or fit it first)")
     meta = {"format": FORMAT, "version": VERSION, "dtype": model.dtype.name,
             "input_dim": model.input_dim, "seed": model.seed,
-            "layers": [layer.get_config() for layer in model.layers]}
+            "layers": [{"class": type(layer).__name__, **layer.get_config()}
+                       for layer in model.layers]}
     if getattr(model, "rescaling", None) is not None:
         meta["rescaling"] = model.rescaling.get_config()
-    arrays = {}
-    for i, layer in enumerate(model.layers):
-        arrays[f"W{i}"] = layer.weights
-        arrays[f"b{i}"] = layer.bias
+    arrays = dict(weight_members(model))
     if optimizer is not None:
         st = optimizer.get_state()
         meta["optimizer"] = {"class": type(optimizer).__name__, "config": optimizer.get_config(),

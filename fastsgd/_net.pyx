@@ -11,14 +11,15 @@ import numpy as np
 
 cimport numpy as cnp
 from cython cimport floating
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
 from fastsgd cimport _core
 from fastsgd._config cimport num_threads
-from fastsgd._core cimport (FSGD_COST_CROSS_ENTROPY, FSGD_MAX_SLOTS, fsgd_csr, fsgd_layer,
-                            fsgd_net, fsgd_opt, fsgd_segment, fsgd_update_plan)
+from fastsgd._core cimport (FSGD_COST_CROSS_ENTROPY, FSGD_COST_HUBER, FSGD_MAX_SLOTS,
+                            fsgd_csr, fsgd_layer, fsgd_net, fsgd_opt, fsgd_segment,
+                            fsgd_update_plan)
 from fastsgd._core import ACTIVATIONS, COSTS, LAYER_KINDS, OPTIMIZERS
 from fastsgd._checks import code, require, require_index
 from fastsgd._inputs import prepare
@@ -155,7 +156,12 @@ cdef class Update:
 cdef class Net:
     """A network plan's compiled form: pointers to its flat parameters (and
     gradients), its layers and batch buffers. Built from a
-    :class:`fastsgd._network.NetworkPlan`, whose arrays it keeps alive."""
+    :class:`fastsgd._network.NetworkPlan`, whose arrays it keeps alive.
+
+    Dropout masks are drawn for ``seed_step``: with an optimizer step
+    attached, each fused training batch sets it to the number of steps taken
+    before it (the optimizer's ``iterations``), so masks follow the step
+    count, which checkpoints keep; otherwise it is what was last set."""
     cdef fsgd_net net
     cdef fsgd_layer *layers
     cdef Update update
@@ -186,6 +192,9 @@ cdef class Net:
         if self.layers == NULL:
             raise MemoryError()
         cap = plan.capacity
+        state = getattr(plan, "state", None)
+        if state is not None:
+            _flat_array(state, "plan.state", dtype=plan.dtype, writeable=True)
         for i, lp in enumerate(plan.layers):
             shape = (cap, lp.n_out)
             for key, buf in (("A", lp.A), ("D", lp.D)):
@@ -203,6 +212,18 @@ cdef class Net:
             self.layers[i].b_offset = lp.b_offset
             self.layers[i].A = _ptr(lp.A)
             self.layers[i].D = _ptr(lp.D) if plan.grads is not None else NULL
+            self.layers[i].rate = getattr(lp, "rate", 0.0)
+            self.layers[i].seed = <uint64_t>getattr(lp, "seed", 0)
+            self.layers[i].momentum = getattr(lp, "momentum", 0.0)
+            self.layers[i].epsilon = getattr(lp, "epsilon", 0.0)
+            self.layers[i].s_offset = getattr(lp, "s_offset", 0)
+            aux = getattr(lp, "aux", None)
+            if aux is not None:
+                require(aux, f"layers[{i}].aux", dtype=plan.dtype, ndim=2, writeable=True)
+                if aux.shape != (3, lp.n_out):
+                    raise ValueError(f"layers[{i}].aux has shape {aux.shape}, expected "
+                                     f"{(3, lp.n_out)}")
+            self.layers[i].aux = _ptr(aux)
         self.net.n_layers = n
         self.net.layers = self.layers
         self.net.capacity = cap
@@ -211,6 +232,12 @@ cdef class Net:
         self.net.grads = _ptr(plan.grads)
         self.net.cost = -1 if plan.cost is None else code("cost", plan.cost, COSTS, "cost")
         self.net.nthreads = num_threads()
+        self.net.cost_param = getattr(plan, "cost_param", 0.0)
+        if self.net.cost == FSGD_COST_HUBER and not 0.0 < self.net.cost_param < float("inf"):
+            raise ValueError(f"the huber cost needs delta > 0, got {self.net.cost_param}")
+        self.net.n_state = 0 if state is None else state.shape[0]
+        self.net.state = _ptr(state)
+        self.net.seed_step = 0
         _core.check_status(_core.net_check(&self.net))
         self.plan = plan
 
@@ -219,6 +246,17 @@ cdef class Net:
 
     def set_threads(self, int n):
         self.net.nthreads = n if n > 0 else 1
+
+    @property
+    def seed_step(self):
+        """The training step dropout masks are drawn for (see the class)."""
+        return self.net.seed_step
+
+    @seed_step.setter
+    def seed_step(self, value):
+        if not 0 <= value < 2 ** 64:
+            raise ValueError(f"seed_step must lie in [0, 2**64), got {value}")
+        self.net.seed_step = value
 
     def set_update(self, Update update):
         """Attach the optimizer step the fused train_batch takes."""
@@ -276,6 +314,9 @@ cdef class Net:
             self.X = inputs.data
             self.ldx = n_in
         elif inputs.mode == "csr":
+            if self.layers[0].kind != _core.FSGD_LAYER_DENSE:
+                raise ValueError("sparse input needs a Dense first layer (it reads the "
+                                 "nonzeros); densify X or put the Dense layer first")
             indptr, indices, data = inputs.csr
             self.X = None
             self.csr.n_rows = n
@@ -431,6 +472,8 @@ cdef class Net:
         cdef int64_t correct = 0
         cdef int st
         self.net.sample_w = sw
+        if mode == 1:   # dropout masks follow the optimizer's step count
+            self.net.seed_step = <uint64_t>(self.update.opt.step - 1)
         with nogil:
             if self.f64:
                 st = self._run(<double *>NULL, mode, n, x, ldx, x_rows, yi, yf, rows, &loss,

@@ -6,14 +6,20 @@ table) says where each parameter lives. Gradients use one flat array of the
 same layout, and so does each optimizer state slot, so that one optimizer
 step is one streaming pass, one all-reduce or one checkpoint covers them all.
 
+Non-trainable state (batch normalization's moving mean and variance) lives
+in a second flat array with a layout of its own (:func:`layer_state`): it is
+saved with the model but is never in the gradient, the optimizer's slots or
+its segment table.
+
 A :class:`NetworkPlan` adds, per layer, its kind, activation, parameter
 offsets and the batch buffers for a given capacity: activations ``A`` and,
 in training plans, deltas ``D``. Inference plans (predict) have no
 gradients, no deltas and no cost. :class:`fastsgd._net.Net` runs a plan.
 
-Adding a layer kind touches :func:`layer_segments` and :func:`build_plan`
-here, the layer's class, one case in ``csrc/net_tmpl.h`` (with its kernel
-template) and its enum value in ``csrc/fsgd.h``.
+Adding a layer kind touches :func:`layer_segments` (and :func:`layer_state`)
+and :func:`build_plan` here, the layer's class, one case in
+``csrc/net_tmpl.h`` (with its kernel template) and its enum value in
+``csrc/fsgd.h`` (its name in ``csrc/runtime.c``).
 """
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -85,8 +91,16 @@ class Layout:
 
 
 def layer_segments(index, layer):
-    """The parameters of one layer as ``(layer, name, shape)`` rows."""
-    return [(index, "weights", (layer.input_dim, layer.units)), (index, "bias", (layer.units,))]
+    """The trainable parameters of one layer as ``(layer, name, shape)`` rows:
+    a dense layer's ``weights`` and ``bias``; batch normalization's ``gamma``
+    and ``beta`` (those it has); none for dropout."""
+    return [(index, name, shape) for name, shape in layer.param_shapes()]
+
+
+def layer_state(index, layer):
+    """The non-trainable state of one layer as ``(layer, name, shape)`` rows
+    (batch normalization's ``moving_mean`` and ``moving_variance``)."""
+    return [(index, name, shape) for name, shape in layer.state_shapes()]
 
 
 @dataclass
@@ -98,10 +112,16 @@ class LayerPlan:
     slope: float
     n_in: int
     n_out: int
-    w_offset: int
-    b_offset: int
+    w_offset: int              #: dense: weights; batch norm: gamma (-1: none)
+    b_offset: int              #: dense: bias; batch norm: beta (-1: none)
     A: np.ndarray              #: (capacity, n_out) activations
     D: Optional[np.ndarray]    #: (capacity, n_out) deltas (training plans)
+    rate: float = 0.0          #: dropout
+    seed: int = 0              #: dropout: the layer's key (uint64)
+    momentum: float = 0.0      #: batch norm
+    epsilon: float = 0.0       #: batch norm
+    s_offset: int = 0          #: batch norm: moving mean, then variance, in the state array
+    aux: Optional[np.ndarray] = None  #: batch norm, training plans: (3, n_out) batch statistics
 
 
 @dataclass
@@ -117,6 +137,8 @@ class NetworkPlan:
     layers: List[LayerPlan]
     input_scale: float = 1.0       #: inputs are read as x * input_scale + input_offset
     input_offset: float = 0.0
+    state: Optional[np.ndarray] = None   #: the model's flat non-trainable state (shared)
+    cost_param: float = 0.0              #: the Huber loss's delta
 
     @property
     def training(self):
@@ -127,10 +149,14 @@ def build_plan(model, capacity, *, cost=None, training=False, grads=None):
     """The plan of ``model`` (a built Sequential) for batches of ``capacity`` rows.
 
     ``training`` adds the flat gradient array (``grads`` when given, else a
-    new one) and the delta buffers; ``cost`` names the cost fused with the
-    output layer (needed for training and evaluation, not for predict).
+    new one) and the delta buffers; ``cost`` (a name or a
+    :class:`fastsgd.costs.Cost`) is the cost fused with the output layer
+    (needed for training and evaluation, not for predict). Training plans run
+    dropout and batch statistics; the others the identity and the moving
+    statistics.
     """
     params, layout = model._flat_parameters()
+    state, state_layout = model._flat_state()
     dtype = params.dtype
     if training:
         if grads is None:
@@ -139,17 +165,44 @@ def build_plan(model, capacity, *, cost=None, training=False, grads=None):
             raise ValueError("grads does not match the model's layout")
     else:
         grads = None
+    cost_param = 0.0
+    if cost is not None and not isinstance(cost, str):
+        cost_param = float(getattr(cost, "delta", 0.0))
+        cost = cost.name
+
+    def offset(lay, i, name):
+        try:
+            return lay.find(i, name).offset
+        except KeyError:
+            return -1
+
     layers = []
     for i, layer in enumerate(model.layers):
-        w = layout.find(i, "weights")
-        b = layout.find(i, "bias")
-        layers.append(LayerPlan(
-            kind="dense", activation=layer.activation, slope=layer.negative_slope,
-            n_in=layer.input_dim, n_out=layer.units, w_offset=w.offset, b_offset=b.offset,
-            A=np.empty((capacity, layer.units), dtype),
-            D=np.empty((capacity, layer.units), dtype) if training else None))
-    scale, offset = (1.0, 0.0) if model.rescaling is None else (model.rescaling.scale,
-                                                                model.rescaling.offset)
+        n_in, n_out = layer.input_dim, layer.units
+        kind = layer.kind
+        lp = LayerPlan(kind=kind, activation=getattr(layer, "activation", "linear"),
+                       slope=getattr(layer, "negative_slope", 0.0), n_in=n_in, n_out=n_out,
+                       w_offset=-1, b_offset=-1, A=None, D=None)
+        if kind == "dense":
+            lp.w_offset, lp.b_offset = offset(layout, i, "weights"), offset(layout, i, "bias")
+        elif kind == "dropout":
+            lp.rate, lp.seed = layer.rate, layer._key
+        elif kind == "batch_normalization":
+            lp.w_offset, lp.b_offset = offset(layout, i, "gamma"), offset(layout, i, "beta")
+            lp.momentum, lp.epsilon = layer.momentum, layer.epsilon
+            lp.s_offset = offset(state_layout, i, "moving_mean")
+            if training:
+                lp.aux = np.zeros((3, n_out), dtype)
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        if kind == "dropout" and not training and i > 0:
+            lp.A = layers[-1].A    # the identity: the next layer reads the previous buffer
+        else:
+            lp.A = np.empty((capacity, n_out), dtype)
+        lp.D = np.empty((capacity, n_out), dtype) if training else None
+        layers.append(lp)
+    scale, offset_ = (1.0, 0.0) if model.rescaling is None else (model.rescaling.scale,
+                                                                 model.rescaling.offset)
     return NetworkPlan(dtype=dtype, capacity=capacity, layout=layout, params=params,
-                       grads=grads, cost=cost, layers=layers, input_scale=scale,
-                       input_offset=offset)
+                       grads=grads, cost=cost, layers=layers, state=state, cost_param=cost_param,
+                       input_scale=scale, input_offset=offset_)

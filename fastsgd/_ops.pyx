@@ -211,26 +211,27 @@ def dense_backward(x, w, a, d, activation="linear", slope=0.3, need_dx=True, x_r
 # ---- the output layer fused with its cost ------------------------------------------------
 def _output_cost_impl(floating[::1] z, const floating[::1] y, floating[::1] d,
                       const floating[::1] w, y_int, int64_t rows, int64_t cols, int cost, int act,
-                      double slope, bint weighted):
+                      double slope, double delta, bint weighted):
     cdef const int64_t *yip = _index_ptr(y_int)
     cdef double loss = 0.0
     cdef int64_t correct = 0
     cdef int nt = num_threads(), st
     with nogil:
-        st = _core.output_cost(nt, cost, act, <floating>slope, rows, cols, _data(z),
+        st = _core.output_cost(nt, cost, delta, act, <floating>slope, rows, cols, _data(z),
                                yip, _cdata(y) if yip == NULL else NULL, NULL, rows,
                                _cdata(w) if weighted else NULL, _data(d), &loss, &correct)
     _core.check_status(st)
     return loss, correct
 
 
-def output_cost(z, y, cost, activation, slope=0.3, sample_weight=None):
+def output_cost(z, y, cost, activation, slope=0.3, delta=1.0, sample_weight=None):
     """Fused output activation + cost + gradient.
 
     ``z`` (pre-activations, rows x units) is overwritten with the
     activations. ``y`` is an int64 label vector or a float array shaped like
-    ``z``. ``sample_weight`` (rows,), non-negative, makes the cost and its
-    gradient the weighted mean. Returns ``(mean_loss, correct, dZ)``.
+    ``z``. ``delta`` is the Huber loss's (> 0). ``sample_weight`` (rows,),
+    non-negative, makes the cost and its gradient the weighted mean. Returns
+    ``(mean_loss, correct, dZ)``.
     """
     require(z, "z", ndim=2, writeable=True)
     rows, cols = z.shape
@@ -247,6 +248,9 @@ def output_cost(z, y, cost, activation, slope=0.3, sample_weight=None):
                          "binary_cross_entropy with one sigmoid unit)")
     if cost == "binary_cross_entropy" and activation != "sigmoid":
         raise ValueError("binary_cross_entropy needs a sigmoid output")
+    delta = float(delta)
+    if cost == "huber" and not (0.0 < delta < float("inf")):
+        raise ValueError(f"delta must be a finite number > 0, got {delta}")
     y_int = None
     if isinstance(y, np.ndarray) and y.dtype == np.int64:
         if y.shape != (rows,):
@@ -271,7 +275,7 @@ def output_cost(z, y, cost, activation, slope=0.3, sample_weight=None):
         norm = float(weights.sum(dtype=np.float64)) or 1.0
     D = np.empty_like(z)
     loss, correct = _output_cost_impl(_flat(z), _flat(y), _flat(D), weights, y_int, rows, cols,
-                                      c, act, float(slope), sample_weight is not None)
+                                      c, act, float(slope), delta, sample_weight is not None)
     return loss / norm, int(correct), D
 
 

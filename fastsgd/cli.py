@@ -26,7 +26,7 @@ from ._config import get_num_threads, set_num_threads
 from ._info import show_config
 from .callbacks import EarlyStopping
 from .io import load_model
-from .layers import Dense, Sequential
+from .layers import BatchNormalization, Dense, Dropout, Sequential
 from .trainer import Trainer
 
 NETS = {
@@ -73,6 +73,13 @@ def _number(kind, low, low_ok, what):
 
 
 _positive_float = _number(float, 0, False, "a finite number > 0")
+
+
+def _rate(text):
+    v = _number(float, 0, True, "a dropout rate in [0, 1)")(text)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"expected a dropout rate in [0, 1), got {text!r}")
+    return v
 _positive_int = _number(int, 1, True, "an integer >= 1")
 _nonneg_int = _number(int, 0, True, "an integer >= 0")
 
@@ -86,7 +93,12 @@ def build_parser():
     t.add_argument("--hidden", type=_hidden, help="hidden layer sizes, e.g. 64,64")
     t.add_argument("--activation", choices=["sigmoid", "tanh", "relu", "leaky_relu", "linear"],
                    help="hidden-layer activation")
-    t.add_argument("--cost", choices=["mse", "quadratic", "cross_entropy"])
+    t.add_argument("--cost", choices=["mse", "quadratic", "cross_entropy", "mae", "huber",
+                                      "sparse_categorical_cross_entropy"])
+    t.add_argument("--dropout", type=_rate, metavar="RATE",
+                   help="a Dropout layer of this rate after each hidden layer")
+    t.add_argument("--batch-norm", action="store_true",
+                   help="a BatchNormalization layer after each hidden Dense layer")
     t.add_argument("--optimizer", choices=["sgd", "adagrad", "rmsprop", "adam", "adamw"],
                    default="sgd")
     t.add_argument("--lr", type=_positive_float, help="learning rate η")
@@ -269,8 +281,13 @@ def _train(args, out, comm=None):
     if args.plot:
         _check_plot_path(args.plot)
     ((X, y), (Xt, yt)), source = _load_data(args, out)
-    layers = [Dense(hidden[0], activation, input_dim=X.shape[1])]
-    layers += [Dense(u, activation) for u in hidden[1:]]
+    layers = []
+    for k, u in enumerate(hidden):  # the book's order: Dense, BatchNormalization, Dropout
+        layers.append(Dense(u, activation, input_dim=X.shape[1] if k == 0 else None))
+        if args.batch_norm:
+            layers.append(BatchNormalization())
+        if args.dropout:
+            layers.append(Dropout(args.dropout))
     layers.append(Dense(10, "softmax"))
     model = Sequential(layers, dtype=args.dtype, seed=args.seed)
     opt_cls = optimizers.OPTIMIZERS[args.optimizer]

@@ -3,11 +3,16 @@
 Format: a NumPy ``.npz`` archive (a zip of ``.npy`` files) holding
 
 * ``__fastsgd__``: UTF-8 JSON metadata as a uint8 array -- format name and
-  version, dtype, input size, and each layer's configuration;
-* ``W{i}``, ``b{i}``: the weights and bias of layer ``i``;
+  version, dtype, input size, and each layer's configuration (version 2:
+  with its ``class``, ``Dense``, ``Dropout`` or ``BatchNormalization``;
+  version 1 files, Dense layers only, are still read);
+* ``W{i}``, ``b{i}``: the weights and bias of Dense layer ``i``;
+  ``gamma{i}``, ``beta{i}`` (those it has), ``moving_mean{i}``,
+  ``moving_variance{i}`` of BatchNormalization layer ``i`` (Dropout has none);
 * optionally ``opt_state_{j}_{k}``: the optimizer's state (state array ``k``
-  of parameter ``j``), with the optimizer's settings and iteration count in
-  the metadata, so that a resumed run continues exactly.
+  of trainable parameter ``j``, in the model's layout order), with the
+  optimizer's settings and iteration count in the metadata, so that a
+  resumed run continues exactly.
 
 Files are written to a temporary file in the same folder and renamed over the
 target (see :func:`atomic_write`), so a crash never leaves half a model behind.
@@ -31,7 +36,7 @@ is allocated it
 Arrays are then read in bounded chunks, exactly the expected number of bytes
 (a member is never decompressed beyond its declared size; members not
 expected are never read), and checked to be finite (optimizer accumulators
-and second moments also non-negative). Anything wrong raises ``ValueError``
+and second moments and moving variances also non-negative). Anything wrong raises ``ValueError``
 naming the file and the problem; only a missing or unreadable file raises
 ``OSError`` (e.g. ``FileNotFoundError``).
 """
@@ -53,7 +58,7 @@ from ._files import atomic_write  # noqa: F401  (re-exported: fastsgd.io.atomic_
 from ._model_file import _META, FORMAT, VERSION, ModelFileError
 from ._model_file import write as _write
 from ._validate import check_bool, check_int
-from .layers import ACTIVATIONS, INITIALIZERS, Dense, Rescaling, Sequential
+from .layers import ACTIVATIONS, INITIALIZERS, LAYERS, Dense, Rescaling, Sequential
 from .optimizers import Optimizer
 
 #: default cap on the total uncompressed size of the arrays a model file declares
@@ -78,6 +83,11 @@ _DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data by more than ~1032:1
 _CHUNK = 1 << 20
 _LAYER_KEYS = ("units", "activation", "input_dim", "weight_init", "bias_init",
                "negative_slope", "l1", "l2")
+#: the configuration keys of each layer class (version 2 files add "class")
+_CLASS_KEYS = {"Dense": _LAYER_KEYS, "Dropout": ("rate", "seed"),
+               "BatchNormalization": ("momentum", "epsilon", "center", "scale")}
+#: the model-file versions this reader takes
+READ_VERSIONS = (1, VERSION)
 _TOP_KEYS = {"format", "version", "dtype", "input_dim", "seed", "layers", "optimizer", "extra", "rescaling",
              "param_sets"}
 _OPT_KEYS = {"class", "config", "iterations", "n_state"}
@@ -253,7 +263,7 @@ class _Member:
                         raise _bad(path, f"{name[:-4]} holds NaN or infinite values")
                     if non_negative and (chunk < 0).any():
                         raise _bad(path, f"{name[:-4]} holds negative values, impossible for "
-                                         "this optimizer's accumulated squares")
+                                         "accumulated squares or a variance")
                 flat[lo:lo + cnt] = chunk
             if f.read(1):  # also makes zipfile check the CRC-32
                 raise _bad(path, f"member {name} holds more data than its header declares")
@@ -263,7 +273,8 @@ class _Member:
 class _Reader:
     """An open model file: the zip, its members by name and the parsed metadata."""
 
-    _NAME = re.compile(r"(__fastsgd__|[Wb]\d{1,6}|opt_state_\d{1,6}_\d|P\d_\d{1,6})\.npy\Z")
+    _NAME = re.compile(r"(__fastsgd__|(?:[Wb]|gamma|beta|moving_mean|moving_variance)\d{1,6}|"
+                       r"opt_state_\d{1,6}_\d|P\d_\d{1,6})\.npy\Z")
 
     def __init__(self, path, f):
         self.path = path
@@ -350,54 +361,103 @@ def _is_num(v):
 
 
 def _check_layers(meta, path):
-    """Validated layer configurations and each parameter's shape (no allocation)."""
+    """Validated layer configurations (without their ``class``), each layer's
+    class, the arrays to read as ``(member, shape, non_negative)`` in
+    :meth:`Sequential.get_weights` order, and the trainable parameters'
+    shapes in layout order (no allocation)."""
     layers = meta.get("layers")
+    version = meta["version"]
     if not isinstance(layers, list) or not layers:
         raise _bad(path, "no layers")
     if len(layers) > MAX_LAYERS:
         raise _bad(path, f"{len(layers)} layers (at most {MAX_LAYERS})")
-    cfgs, shapes = [], []
+    top = meta.get("input_dim")
+    cfgs, classes, members, params = [], [], [], []
     n_in = None
     for i, cfg in enumerate(layers):
-        if not isinstance(cfg, dict) or not set(cfg) <= set(_LAYER_KEYS):
+        if not isinstance(cfg, dict):
             raise _bad(path, f"layer {i} has an unexpected configuration")
-        units = cfg.get("units")
-        if not _is_int(units) or not 1 <= units <= MAX_UNITS:
-            raise _bad(path, f"layer {i} has units={_short(units)} (a whole number from 1 to "
-                             f"{MAX_UNITS} expected)")
-        given = cfg.get("input_dim")
+        if version == 1:
+            cls = "Dense"
+        else:
+            cls = cfg.get("class")
+            if not isinstance(cls, str) or cls not in _CLASS_KEYS:
+                raise _bad(path, f"layer {i} has an unknown class {_short(cls)}")
+        keys = set(cfg) - ({"class"} if version > 1 else set())
+        if not keys <= set(_CLASS_KEYS[cls]):
+            raise _bad(path, f"layer {i} has an unexpected configuration")
+        if i == len(layers) - 1 and cls != "Dense":
+            raise _bad(path, f"the last layer is a {cls}, not the Dense output layer")
+        clean = {k: cfg[k] for k in keys}
         if i == 0:
+            given = cfg.get("input_dim") if cls == "Dense" else top
             if not _is_int(given) or not 1 <= given <= MAX_UNITS:
                 raise _bad(path, f"the first layer has input_dim={_short(given)} (a whole number "
                                  f"from 1 to {MAX_UNITS} expected)")
             n_in = given
-        elif given is not None and given != n_in:
-            raise _bad(path, f"layer {i} has input_dim={_short(given)} but the layer before it "
-                             f"has {n_in} units")
-        act = cfg.get("activation", "linear")
-        if not isinstance(act, str) or act not in ACTIVATIONS:
-            raise _bad(path, f"layer {i} has an unknown activation {_short(act)}")
-        for key in ("weight_init", "bias_init"):
-            v = cfg.get(key, "zeros")
-            if not isinstance(v, str) or v not in INITIALIZERS:
-                raise _bad(path, f"layer {i} has an unknown {key} {_short(v)}")
-        slope = cfg.get("negative_slope", 0.2)
-        if not _is_num(slope) or slope < 0:
-            raise _bad(path, f"layer {i} has negative_slope={_short(slope)}")
-        for key in ("l1", "l2"):
-            v = cfg.get(key)
-            if v is not None and (not _is_num(v) or v < 0):
-                raise _bad(path, f"layer {i} has {key}={_short(v)}")
-        clean = dict(cfg)
-        if i > 0:
-            clean.pop("input_dim", None)
+        if cls == "Dense":
+            units = _check_dense(cfg, i, n_in, path)
+            members += [(f"W{i}", (n_in, units), False), (f"b{i}", (units,), False)]
+            params += [(n_in, units), (units,)]
+            if i > 0:
+                clean.pop("input_dim", None)
+        elif cls == "Dropout":
+            rate, seed = cfg.get("rate"), cfg.get("seed")
+            if not _is_num(rate) or not 0 <= rate < 1:
+                raise _bad(path, f"layer {i} has rate={_short(rate)} (a number in [0, 1) expected)")
+            if seed is not None and (not _is_int(seed) or not 0 <= seed < 2 ** 64):
+                raise _bad(path, f"layer {i} has seed={_short(seed)}")
+            units = n_in
+        else:
+            mom, eps = cfg.get("momentum", 0.99), cfg.get("epsilon", 1e-3)
+            if not _is_num(mom) or not 0 <= mom < 1:
+                raise _bad(path, f"layer {i} has momentum={_short(mom)} (a number in [0, 1) "
+                                 f"expected)")
+            if not _is_num(eps) or not eps > 0:
+                raise _bad(path, f"layer {i} has epsilon={_short(eps)} (a number > 0 expected)")
+            for key in ("center", "scale"):
+                if not isinstance(cfg.get(key, True), bool):
+                    raise _bad(path, f"layer {i} has {key}={_short(cfg.get(key))}")
+            units = n_in
+            for name in ("gamma", "beta"):
+                if cfg.get("scale" if name == "gamma" else "center", True):
+                    members.append((f"{name}{i}", (units,), False))
+                    params.append((units,))
+            members += [(f"moving_mean{i}", (units,), False),
+                        (f"moving_variance{i}", (units,), True)]
         cfgs.append(clean)
-        shapes += [(n_in, units), (units,)]
+        classes.append(cls)
         n_in = units
-    top = meta.get("input_dim")
-    if top is not None and top != layers[0]["input_dim"]:
+    if top is not None and top != (layers[0].get("input_dim") if classes[0] == "Dense" else top):
         raise _bad(path, f"input_dim {_short(top)} differs from the first layer's")
-    return cfgs, shapes
+    return cfgs, classes, members, params
+
+
+def _check_dense(cfg, i, n_in, path):
+    """A Dense layer's configuration checked; returns its units."""
+    units = cfg.get("units")
+    if not _is_int(units) or not 1 <= units <= MAX_UNITS:
+        raise _bad(path, f"layer {i} has units={_short(units)} (a whole number from 1 to "
+                         f"{MAX_UNITS} expected)")
+    given = cfg.get("input_dim")
+    if i > 0 and given is not None and given != n_in:
+        raise _bad(path, f"layer {i} has input_dim={_short(given)} but the layer before it "
+                         f"has {n_in} units")
+    act = cfg.get("activation", "linear")
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise _bad(path, f"layer {i} has an unknown activation {_short(act)}")
+    for key in ("weight_init", "bias_init"):
+        v = cfg.get(key, "zeros")
+        if not isinstance(v, str) or v not in INITIALIZERS:
+            raise _bad(path, f"layer {i} has an unknown {key} {_short(v)}")
+    slope = cfg.get("negative_slope", 0.2)
+    if not _is_num(slope) or slope < 0:
+        raise _bad(path, f"layer {i} has negative_slope={_short(slope)}")
+    for key in ("l1", "l2"):
+        v = cfg.get(key)
+        if v is not None and (not _is_num(v) or v < 0):
+            raise _bad(path, f"layer {i} has {key}={_short(v)}")
+    return units
 
 
 def _short(v):
@@ -408,7 +468,7 @@ def _short(v):
 def _check_meta(meta, path):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _bad(path, "unknown format")
-    if not _is_int(meta.get("version")) or meta["version"] != VERSION:
+    if not _is_int(meta.get("version")) or meta["version"] not in READ_VERSIONS:
         raise _bad(path, f"unsupported version {_short(meta.get('version'))}")
     unknown = set(meta) - _TOP_KEYS
     if unknown:
@@ -419,7 +479,7 @@ def _check_meta(meta, path):
     seed = meta.get("seed")
     if seed is not None and (not _is_int(seed) or not 0 <= seed < 2 ** 128):
         raise _bad(path, f"bad seed {_short(seed)}")
-    cfgs, shapes = _check_layers(meta, path)
+    cfgs, classes, members, shapes = _check_layers(meta, path)
     rescaling = meta.get("rescaling")
     if rescaling is not None and (not isinstance(rescaling, dict)
                                   or set(rescaling) != {"scale", "offset"}
@@ -454,7 +514,7 @@ def _check_meta(meta, path):
                     or len(set(n_state)) > 1):
                 raise _bad(path, f"optimizer state counts {_short(n_state)} do not match the "
                                  f"{len(shapes)} parameter arrays")
-    return np.dtype(dtype), cfgs, shapes
+    return np.dtype(dtype), (cfgs, classes, members), shapes
 
 
 # -- loading --------------------------------------------------------------------------
@@ -508,10 +568,9 @@ def _load_open(path, f, optimizer, rebuild_optimizer, cap, want_sets, Dense, Seq
 def _assemble(reader, path, optimizer, rebuild_optimizer, cap, want_sets, dtype, cfgs, shapes,
               Dense, Sequential):
     meta = reader.meta
+    cfgs, classes, members = cfgs
     # every array this call will read, with its shape, checked before anything is allocated
-    plan = []
-    for i in range(len(cfgs)):
-        plan += [(f"W{i}", shapes[2 * i], False), (f"b{i}", shapes[2 * i + 1], False)]
+    plan = list(members)
     info = meta.get("optimizer")
     opt = None
     n_state = None
@@ -529,7 +588,7 @@ def _assemble(reader, path, optimizer, rebuild_optimizer, cap, want_sets, dtype,
                 plan += [(f"opt_state_{j}_{k}", shp, k in nonneg) for k in range(per)]
     n_sets = meta.get("param_sets", 0) if want_sets else 0
     for s in range(n_sets):
-        plan += [(f"P{s}_{k}", shp, False) for k, shp in enumerate(shapes)]
+        plan += [(f"P{s}_{k}", shp, False) for k, (_, shp, _) in enumerate(members)]
     total = sum(math.prod(shp) for _, shp, _ in plan) * dtype.itemsize
     if total > cap:
         raise _bad(path, f"it declares {total:,} bytes of arrays, above the limit of {cap:,} "
@@ -540,15 +599,16 @@ def _assemble(reader, path, optimizer, rebuild_optimizer, cap, want_sets, dtype,
     # declares for it, and that size with what its compressed bytes can hold: the layers'
     # random initialisation below allocates no more than the file justifies.
     try:
-        layers = [Dense(**c) for c in cfgs]
+        layers = [(Dense if cls == "Dense" else LAYERS[cls])(**c) for cls, c in zip(classes, cfgs)]
         if meta.get("rescaling") is not None:
             layers.insert(0, Rescaling(**meta["rescaling"]))
         model = Sequential(layers, dtype=dtype, seed=meta.get("seed"))
+        if not model.built:  # the first layer is not Dense: the input size is the file's
+            model.build(meta["input_dim"])
     except (TypeError, ValueError) as e:
         raise _bad(path, f"bad layer configuration ({e})") from None
-    for i, layer in enumerate(model.layers):
-        layer.weights = reader.member(f"W{i}").read(np.empty(shapes[2 * i], dtype))
-        layer.bias = reader.member(f"b{i}").read(np.empty(shapes[2 * i + 1], dtype))
+    model.set_weights([reader.member(key).read(np.empty(shp, dtype), nonneg)
+                       for key, shp, nonneg in members])
     if opt is not None:
         state = None
         if n_state is not None:
@@ -556,8 +616,8 @@ def _assemble(reader, path, optimizer, rebuild_optimizer, cap, want_sets, dtype,
                                                                k in nonneg)
                       for k in range(n_state[0])] for j, shp in enumerate(shapes)]
         opt.set_state({"iterations": info["iterations"], "state": state})
-    sets = [[reader.member(f"P{s}_{k}").read(np.empty(shp, dtype)) for k, shp in enumerate(shapes)]
-            for s in range(n_sets)]
+    sets = [[reader.member(f"P{s}_{k}").read(np.empty(shp, dtype))
+             for k, (_, shp, _) in enumerate(members)] for s in range(n_sets)]
     return model, opt, meta, sets
 
 

@@ -155,9 +155,12 @@ class Optimizer:
         """The segment table of one step: ``(offset, size, l1, l2, decay)`` rows.
 
         With ``layers`` (a model's), a layer's own ``l1``/``l2`` take
-        precedence on its weights and biases carry no penalty; without, the
-        optimizer's penalties apply to every array. Weight decay applies to
-        every parameter.
+        precedence on its weights, and biases and batch normalization's
+        ``gamma`` and ``beta`` carry no penalty; without, the optimizer's
+        penalties apply to every array. Weight decay applies to every
+        trainable parameter (gamma and beta included, as in Keras, which
+        decays every trainable variable not excluded). Non-trainable state
+        (moving statistics) is not in the layout at all.
         """
         rows = []
         for seg in layout.segments:

@@ -77,6 +77,7 @@ def _prepare_targets(name, y, n, units, cost, dtype):
     y = as_ndarray(name, y, "a numpy array")
     if y.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
+    cost.check_targets(name, y)
     if y.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D (labels) or 2-D (targets), got shape {y.shape}")
     if y.shape[0] != n:
@@ -281,8 +282,10 @@ class Trainer:
     ----------
     model : Sequential
     cost : str or Cost
-        ``"mse"``/``"quadratic"``, ``"cross_entropy"`` (softmax output) or
-        ``"binary_cross_entropy"`` (sigmoid output).
+        ``"mse"``/``"quadratic"``, ``"mae"``, ``"huber"`` (any output
+        activation), ``"cross_entropy"`` or ``"sparse_categorical_cross_entropy"``
+        (softmax output; the latter takes integer labels only) or
+        ``"binary_cross_entropy"`` (sigmoid output); see :mod:`fastsgd.costs`.
     optimizer : Optimizer or str
         e.g. ``fastsgd.SGD(lr=0.01)``.
     batch_size : int
@@ -353,7 +356,7 @@ class Trainer:
 
     # -- helpers --------------------------------------------------------------
     def _classification(self):
-        return self.cost.name != "mse" or self.model.output_dim > 1
+        return self.cost.classification or self.model.output_dim > 1
 
     def _judged_per_sample(self):
         """Outputs judged per sample for accuracy (every unit for binary cross-entropy)."""
@@ -363,7 +366,7 @@ class Trainer:
         """The compiled network for batches of ``capacity`` rows: a training plan
         with the optimizer's step attached, or an evaluation plan (no gradients)."""
         model = self.model
-        plan = build_plan(model, capacity, cost=self.cost.name, training=training)
+        plan = build_plan(model, capacity, cost=self.cost, training=training)
         net = _net.Net(plan)
         if not training:
             return net, None
@@ -665,11 +668,14 @@ class Trainer:
 
         Returns ``(loss, grads)`` with ``grads = [dW0, db0, dW1, db1, ...]``
         (new arrays), computed by the same compiled backward pass as
-        training, on all of ``X`` as one batch.
+        training, on all of ``X`` as one batch (dropout draws the masks of
+        the optimizer's next step; batch normalization uses the batch's
+        statistics and leaves its moving statistics alone).
         """
         X, t = self._prepare(X, y)
-        plan = build_plan(self.model, X.shape[0], cost=self.cost.name, training=True)
+        plan = build_plan(self.model, X.shape[0], cost=self.cost, training=True)
         net = _net.Net(plan)
+        net.seed_step = self.optimizer.iterations
         net.bind(X, t)
         loss, _ = net.train_batch(0, X.shape[0], update=False)
         return loss / X.shape[0], plan.layout.views(plan.grads.copy())

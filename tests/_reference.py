@@ -31,21 +31,86 @@ def dense_forward(layer, x):
     return activate(z, layer.activation, layer.negative_slope)
 
 
+def batch_norm_train(x, gamma, beta, epsilon):
+    """Keras's BatchNormalization in training: the batch's mean and biased
+    variance per column. Returns ``(y, mean, variance)``."""
+    x = np.asarray(x, np.float64)
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    g = 1.0 if gamma is None else gamma
+    b = 0.0 if beta is None else beta
+    return (x - mean) / np.sqrt(var + epsilon) * g + b, mean, var
+
+
+def batch_norm_infer(x, gamma, beta, moving_mean, moving_variance, epsilon):
+    """Keras's BatchNormalization in inference: the moving statistics."""
+    g = 1.0 if gamma is None else gamma
+    b = 0.0 if beta is None else beta
+    return (np.asarray(x, np.float64) - moving_mean) / np.sqrt(moving_variance + epsilon) * g + b
+
+
+def moving_update(moving, batch, momentum):
+    """Keras's update of a moving statistic."""
+    return moving * momentum + batch * (1.0 - momentum)
+
+
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix64(z):
+    z = np.asarray(z, np.uint64)
+    z = z ^ (z >> np.uint64(30))
+    z = z * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> np.uint64(27))
+    z = z * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_keep(seed, step, rows, cols, rate):
+    """The kept units (rows x cols booleans) of a dropout layer keyed ``seed``
+    at training step ``step``: the documented SplitMix64 counter hash of
+    (seed, step, row in batch, unit), written out again in NumPy."""
+    with np.errstate(over="ignore"):
+        batch = _mix64(np.uint64(seed) ^ _mix64(np.uint64(((step + 1) * _GOLDEN) & _M64)))
+        r = np.arange(1, rows + 1, dtype=np.uint64)[:, None]
+        row_key = _mix64(batch + r * np.uint64(_GOLDEN))
+        u = np.arange(1, cols + 1, dtype=np.uint64)[None, :]
+        bits = _mix64(row_key ^ (u * np.uint64(_GOLDEN))) >> np.uint64(11)
+    return bits < np.uint64(int((1.0 - rate) * 2.0 ** 53))
+
+
 def network_forward(model, x):
+    """The model in inference: dropout is the identity, batch normalization
+    uses the moving statistics."""
     for layer in model.layers:
-        x = dense_forward(layer, x)
+        if layer.kind == "dense":
+            x = dense_forward(layer, x)
+        elif layer.kind == "batch_normalization":
+            x = batch_norm_infer(x, layer.gamma, layer.beta, layer.moving_mean,
+                                 layer.moving_variance, layer.epsilon)
     return x
 
 
-def cost(name, a, y):
+def huber(x, delta):
+    """Keras's Huber loss of the errors ``x``, elementwise."""
+    ax = np.abs(x)
+    return np.where(ax <= delta, 0.5 * x * x, delta * ax - 0.5 * delta * delta)
+
+
+def cost(name, a, y, delta=1.0):
     """Mean cost of outputs ``a`` against targets ``y`` (labels or arrays)."""
     a = np.asarray(a, np.float64)
     y = np.asarray(y)
-    if y.ndim == 1 and name != "mse" and a.shape[1] > 1:
+    if y.ndim == 1 and name not in ("mse", "mae", "huber") and a.shape[1] > 1:
         y = np.eye(a.shape[1])[y]
     y = y.reshape(a.shape).astype(np.float64)
     if name == "mse":
         return float(np.mean((a - y) ** 2))
+    if name == "mae":
+        return float(np.mean(np.abs(a - y)))
+    if name == "huber":
+        return float(np.mean(huber(a - y, delta)))
     if name == "cross_entropy":
         return float(np.mean(-np.sum(y * np.log(a), axis=1)))
     return float(np.mean(-(y * np.log(a) + (1 - y) * np.log1p(-a))))
@@ -75,10 +140,14 @@ def gemm(a, b, ta, tb, alpha, beta, c):
     return out
 
 
-def output_cost(cost, act, z, y):
+def output_cost(cost, act, z, y, delta=1.0):
     a = activate(z, act, 0.3)
     if cost == "mse":
         return np.mean((a - y) ** 2)
+    if cost == "mae":
+        return np.mean(np.abs(a - y))
+    if cost == "huber":
+        return np.mean(huber(a - y, delta))
     if cost == "cross_entropy":
         lse = np.log(np.sum(np.exp(z - z.max(1, keepdims=True)), 1)) + z.max(1)
         return np.mean(lse - np.sum(y * z, 1))

@@ -309,7 +309,7 @@ def build(folder):
             ("layers_empty", []),
             ("layers_not_a_list", {"0": l0})):
         add(f"meta_{label}", "meta", assemble(members, with_meta(layers=layers)))
-    for label, changes in (("version_2", {"version": 2}), ("version_true", {"version": True}),
+    for label, changes in (("version_3", {"version": 3}), ("version_true", {"version": True}),
                            ("format_other", {"format": "keras"}), ("dtype_float16", {"dtype": "float16"}),
                            ("dtype_object", {"dtype": "object"}), ("seed_negative", {"seed": -1}),
                            ("seed_float", {"seed": 0.5}), ("input_dim_disagrees", {"input_dim": 9}),

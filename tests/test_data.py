@@ -337,3 +337,11 @@ def test_bad_weights(kw, exc, match, rng):
     with pytest.raises(exc, match=match):
         Trainer(m, "cross_entropy", SGD(0.1)).fit(X, y, verbose=0, **kw)
     assert_same(m.get_weights(), before)
+
+
+def test_sparse_input_needs_a_dense_first_layer(rng):
+    sp = pytest.importorskip("scipy.sparse")
+    m = Sequential([fastsgd.Dropout(0.1), Dense(3, "softmax", input_dim=20)], seed=0)
+    m.build(20)
+    with pytest.raises(ValueError, match="Dense first layer"):
+        m.predict(sp.random(5, 20, density=0.3, format="csr"))
