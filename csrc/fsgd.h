@@ -142,7 +142,7 @@ int fsgd_gemm_f64(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
        from the counter-based generator (fsgd_dropout_keep); with D and dX (the backward     \
        pass) dX = D * keep / (1 - rate) instead and X, A are unread. */                       \
     void fsgd_dropout_##SFX(int nthreads, double rate, uint64_t seed, uint64_t step,          \
-                            int64_t rows, int64_t cols, const T *X, int64_t ldx,              \
+                            int64_t row0, int64_t rows, int64_t cols, const T *X, int64_t ldx, \
                             const int64_t *x_rows, T *A, const T *D, T *dX);                  \
     /* out[i, :] = X[rows[i], :] */                                                           \
     void fsgd_gather_rows_##SFX(int nthreads, int64_t n, int64_t cols, const T *X,            \
@@ -293,6 +293,8 @@ typedef struct {
     int64_t n_state;   /* elements of state */
     void *state;       /* T[n_state]: non-trainable state (batch norm's moving statistics) */
     uint64_t seed_step; /* dropout: the training step the masks are drawn for */
+    int64_t seed_row0;  /* dropout: the mini-batch row the calls' first row is (0, or where a
+                           data-parallel rank's slice starts in its batch) */
 } fsgd_net;
 
 /* Dropout's generator: 1 when unit `unit` of batch row `row` is kept at

@@ -45,9 +45,9 @@ FSGD_CLONES static void FN(dropout_row)(uint64_t rk, uint64_t thr, T keep, int64
         out[j] = fsgd_drop_bits(rk, j) < thr ? in[j] / keep : (T)0;
 }
 
-void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, int64_t rows,
-                      int64_t cols, const T *X, int64_t ldx, const int64_t *x_rows, T *A,
-                      const T *D, T *dX)
+void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, int64_t row0,
+                      int64_t rows, int64_t cols, const T *X, int64_t ldx,
+                      const int64_t *x_rows, T *A, const T *D, T *dX)
 {
     const uint64_t thr = fsgd_drop_threshold(rate);
     const T keep = (T)(1.0 - rate);
@@ -58,7 +58,7 @@ void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, i
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
     for (int64_t r = 0; r < rows; r++) {
-        const uint64_t rk = fsgd_drop_row_key(bkey, r);
+        const uint64_t rk = fsgd_drop_row_key(bkey, row0 + r);
         const T *in = D ? D + r * cols : X + (x_rows ? x_rows[r] : r) * ldx;
         FN(dropout_row)(rk, thr, keep, cols, in, D ? dX + r * cols : A + r * cols);
     }
@@ -233,8 +233,8 @@ static int FN(layer_forward)(const fsgd_net *net, int l, int64_t rows, const T *
                                       (T)L->slope, (T *)L->A);
     case FSGD_LAYER_DROPOUT:
         if (training && L->rate > 0.0) {
-            FN(fsgd_dropout)(net->nthreads, L->rate, L->seed, net->seed_step, rows, L->n_out,
-                             in, ld, in_rows, (T *)L->A, NULL, NULL);
+            FN(fsgd_dropout)(net->nthreads, L->rate, L->seed, net->seed_step, net->seed_row0,
+                             rows, L->n_out, in, ld, in_rows, (T *)L->A, NULL, NULL);
         } else if ((const T *)L->A != in || in_rows) { /* identity */
             for (int64_t r = 0; r < rows; r++)
                 memcpy((T *)L->A + r * L->n_out, in + (in_rows ? in_rows[r] : r) * ld,
@@ -290,8 +290,8 @@ static int FN(layer_backward)(const fsgd_net *net, int l, int64_t rows, const T 
     case FSGD_LAYER_DROPOUT:
         if (!dx) return FSGD_OK;
         if (L->rate > 0.0)
-            FN(fsgd_dropout)(net->nthreads, L->rate, L->seed, net->seed_step, rows, L->n_out,
-                             NULL, 0, NULL, NULL, (const T *)L->D, dx);
+            FN(fsgd_dropout)(net->nthreads, L->rate, L->seed, net->seed_step, net->seed_row0,
+                             rows, L->n_out, NULL, 0, NULL, NULL, (const T *)L->D, dx);
         else
             memcpy(dx, L->D, (size_t)(rows * L->n_out) * sizeof(T));
         return FSGD_OK;

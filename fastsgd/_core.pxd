@@ -95,6 +95,7 @@ cdef extern from "fsgd.h" nogil:
         int64_t n_state
         void *state
         uint64_t seed_step
+        int64_t seed_row0
 
 
 # ---- run time ----------------------------------------------------------------

@@ -238,6 +238,7 @@ cdef class Net:
         self.net.n_state = 0 if state is None else state.shape[0]
         self.net.state = _ptr(state)
         self.net.seed_step = 0
+        self.net.seed_row0 = 0
         _core.check_status(_core.net_check(&self.net))
         self.plan = plan
 
@@ -257,6 +258,18 @@ cdef class Net:
         if not 0 <= value < 2 ** 64:
             raise ValueError(f"seed_step must lie in [0, 2**64), got {value}")
         self.net.seed_step = value
+
+    @property
+    def seed_row0(self):
+        """The mini-batch row that row 0 of the next calls is, for dropout masks (0; a
+        data-parallel rank sets where its slice starts in the batch)."""
+        return self.net.seed_row0
+
+    @seed_row0.setter
+    def seed_row0(self, int64_t value):
+        if value < 0:
+            raise ValueError(f"seed_row0 must be >= 0, got {value}")
+        self.net.seed_row0 = value
 
     def set_update(self, Update update):
         """Attach the optimizer step the fused train_batch takes."""

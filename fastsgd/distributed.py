@@ -20,6 +20,9 @@ another order; on one rank the bits are the same):
   gradient of the slice's mean cost; scaled by ``slice_rows / batch_rows``,
   the sum over the ranks is the gradient of the batch's mean cost, uneven
   and empty slices included (an empty slice contributes zeros).
+* Dropout masks are drawn for the global step and each row's place in the
+  global batch (``Net.seed_row0``), so they are one process's masks.
+  BatchNormalization is refused: its statistics would be the slice's.
 * One ``Allreduce`` (sum, in place) per step over one flat buffer: the flat
   gradient array followed by three numbers (the count of ranks whose cost
   was not finite, the batch's cost sum and its correct count). Every rank
@@ -271,6 +274,17 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
                          "map or a row-indexable dataset that every rank can read, not a "
                          "streamed source")
     X, t = trainer._prepare(X, y)
+    model = trainer.model
+    kinds = [getattr(layer, "kind", "dense") for layer in model.layers]
+    if "batch_normalization" in kinds:
+        raise ValueError("data-parallel training (comm) does not support BatchNormalization yet: "
+                         "each rank would normalise with the statistics of its own slice of "
+                         "the batch, not the batch's")
+    # every rank draws rank 0's dropout masks (a layer's key is random without a model seed)
+    keys = comm.bcast([getattr(layer, "_key", None) for layer in model.layers], root=0)
+    for layer, key in zip(model.layers, keys):
+        if key is not None:
+            layer._key = key
     sample_weight = _row_weights(sample_weight, class_weight, t, X.shape[0], trainer.model.output_dim)
     Xv = tv = wv = None
     if validation_split:
@@ -291,7 +305,6 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
         if len(validation_data) == 3:
             wv = _check_weights("validation sample_weight", validation_data[2], Xv.shape[0])
 
-    model = trainer.model
     opt = trainer.optimizer
     n = X.shape[0]
     bs = min(trainer.batch_size, n)
@@ -392,6 +405,9 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
             ls, c = 0.0, 0
             tail[0] = 0
             if m:
+                # dropout masks as one process draws them: for this step, at the slice's rows
+                net.seed_step = update.step - 1
+                net.seed_row0 = off
                 net.forward(start + off, m, out_act=False)
                 ls, c = net.cost(start + off, m)
                 if ls - ls == 0.0:  # finite

@@ -39,7 +39,7 @@ CHILD = r"""
 import json, os, signal, sys
 import numpy as np
 import fastsgd
-from fastsgd import (Adam, BackupAndRestore, Dense, EarlyStopping, LambdaCallback,
+from fastsgd import (Adam, BackupAndRestore, Dense, Dropout, EarlyStopping, LambdaCallback,
                      ModelCheckpoint, ReduceLROnPlateau, Rescaling, SGD, Sequential, Trainer)
 
 cfg = json.loads(sys.argv[1])
@@ -65,7 +65,8 @@ if cfg.get("regression"):
 else:
     y = (X[:, :3].argmax(axis=1) + (X[:, 5] > 0.7)) % 3
     first = [Rescaling(1 / 255)] if cfg.get("uint8") else []
-    model = Sequential(first + [Dense(16, "tanh", input_dim=12), Dense(3, "softmax")],
+    middle = [Dropout(0.3)] if cfg.get("dropout") else []
+    model = Sequential(first + [Dense(16, "tanh", input_dim=12)] + middle + [Dense(3, "softmax")],
                        dtype="float64", seed=cfg.get("model_seed", 0))
     cost, opt = "cross_entropy", Adam(0.01)
 if cfg.get("uint8"):  # converted batch by batch
@@ -180,6 +181,25 @@ def test_launched_size_reads_the_launchers_variables():
     assert distributed.launched_size({"PMI_SIZE": "x"}) == 1
 
 
+def test_seed_row0_draws_a_slices_dropout_masks_as_in_the_whole_batch():
+    from fastsgd import Dense, Dropout, Sequential, _net
+    from fastsgd._network import build_plan
+    model = Sequential([Dense(6, "relu", input_dim=5), Dropout(0.5), Dense(3, "softmax")],
+                       dtype="float64", seed=0)
+    X = np.random.default_rng(1).random((8, 5))
+    net = _net.Net(build_plan(model, 8, cost="cross_entropy", training=True))
+    net.bind(X, np.zeros(8, np.int64))
+    net.seed_step = 3
+    net.forward(0, 8, out_act=False)
+    whole = net.plan.layers[1].A[2:6].copy()
+    net.seed_row0 = 2
+    net.forward(2, 4, out_act=False)
+    np.testing.assert_array_equal(net.plan.layers[1].A[:4], whole)
+    net.seed_row0 = 0
+    net.forward(2, 4, out_act=False)
+    assert not np.array_equal(net.plan.layers[1].A[:4], whole)
+
+
 @pytest.mark.skipif(not HAVE_MPI4PY, reason="needs mpi4py")
 def test_comm_must_be_an_mpi4py_communicator():
     from fastsgd import SGD, Dense, Sequential, Trainer
@@ -226,6 +246,26 @@ def test_weights_and_chunk_shuffling_match_a_single_process(tmp_path):
     assert_same_run(ref, res)
     for r in res:
         np.testing.assert_allclose(r["batch_losses"], ref[0]["batch_losses"], rtol=1e-12)
+
+
+@needs_mpi
+def test_dropout_masks_match_a_single_process(tmp_path):
+    # each rank draws the masks of its slice's rows as one process draws them for the batch
+    ref = train(tmp_path, 0, "single", dropout=True)
+    res = train(tmp_path, 3, "mpi", dropout=True)
+    assert_same_run(ref, res)
+
+
+@needs_mpi
+def test_batch_normalization_is_refused(tmp_path):
+    code = ("from mpi4py import MPI; import numpy as np; from fastsgd import *\n"
+            "m = Sequential([Dense(4, 'relu', input_dim=4), BatchNormalization(),\n"
+            "                Dense(3, 'softmax')], seed=0)\n"
+            "X = np.random.default_rng(0).random((40, 4)); y = X[:, :3].argmax(1)\n"
+            "Trainer(m, 'cross_entropy', SGD(), comm=MPI.COMM_WORLD).fit(X, y, verbose=0)\n")
+    rc, _, err, seconds = _run([MPIEXEC, "-n", "2", sys.executable, "-c", code], tmp_path)
+    assert rc != 0 and seconds < 60
+    assert "does not support BatchNormalization" in err
 
 
 @needs_mpi
