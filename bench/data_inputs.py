@@ -148,6 +148,8 @@ def main(argv=None):
     p.add_argument("--skip-big", action="store_true")
     p.add_argument("--out", default=None, help="write the results as JSON")
     args = p.parse_args(argv)
+    if args.data:
+        args.data = os.path.abspath(args.data)   # the workers run in another folder
     res = {"threads": args.threads}
     if not args.skip_big:
         path = os.path.join(args.dir, f"fastsgd-bench-{args.rows}.npy")
