@@ -320,14 +320,21 @@ def update(dict hyper, p, g, states=(), check=False):
     require(g, "g", dtype=p.dtype)
     if g.shape != p.shape:
         raise ValueError(f"g has shape {g.shape} but p has {p.shape}")
-    states = list(states)
+    try:
+        states = list(states)
+    except TypeError:
+        raise TypeError(f"states must be a sequence of arrays, got "
+                        f"{type(states).__name__}") from None
+    require_disjoint(g, "g", p=p)
     for k, s in enumerate(states):
         require(s, f"states[{k}]", dtype=p.dtype, writeable=True)
         if s.shape != p.shape:
             raise ValueError(f"states[{k}] has shape {s.shape} but p has {p.shape}")
+        require_disjoint(s, f"states[{k}]", p=p, g=g,
+                         **{f"states[{j}]": states[j] for j in range(k)})
+    l1, l2 = real("l1", hyper.get("l1", 0.0)), real("l2", hyper.get("l2", 0.0))
     if check:
         p, states = p.copy(), [s.copy() for s in states]
-    segment = (0, p.size, float(hyper.get("l1", 0.0)), float(hyper.get("l2", 0.0)), True)
-    step = Update(_flat(p), _flat(g), [_flat(s) for s in states], [segment])
-    step.configure(hyper)
+    step = Update(_flat(p), _flat(g), [_flat(s) for s in states], [(0, p.size, l1, l2, True)])
+    step.configure(hyper, slots_name="states")
     return step.run()
