@@ -249,7 +249,7 @@ def output_cost(z, y, cost, activation, slope=0.3, delta=1.0, sample_weight=None
                          "binary_cross_entropy with one sigmoid unit)")
     if cost == "binary_cross_entropy" and activation != "sigmoid":
         raise ValueError("binary_cross_entropy needs a sigmoid output")
-    delta = float(delta)
+    delta = real("delta", delta)
     if cost == "huber" and not (0.0 < delta < float("inf")):
         raise ValueError(f"delta must be a finite number > 0, got {delta}")
     y_int = None
@@ -268,7 +268,11 @@ def output_cost(z, y, cost, activation, slope=0.3, delta=1.0, sample_weight=None
     weights = z[0]   # unread unless weighted
     norm = rows
     if sample_weight is not None:
-        weights = np.array(sample_weight, dtype=z.dtype, copy=True)
+        weights = np.asarray(sample_weight)
+        if weights.dtype.kind not in "fiub":
+            raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
+        with np.errstate(over="ignore"):
+            weights = np.array(weights, dtype=z.dtype, copy=True)
         if weights.shape != (rows,):
             raise ValueError(f"sample_weight must have shape ({rows},), got {weights.shape}")
         if not np.isfinite(weights).all() or (weights < 0).any():
