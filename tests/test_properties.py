@@ -277,8 +277,9 @@ def test_activation_forward_and_backward(data):
         want = _act_back_ref(np.asarray(a, np.float64), np.asarray(d0, np.float64), act, slope)
         scale = np.abs(np.asarray(d0, np.float64)) * (1 + np.abs(np.asarray(a, np.float64)))
         if act == "softmax":
-            scale = scale + np.abs(np.asarray(a, np.float64)) * (
-                np.abs(np.asarray(d0, np.float64) * np.asarray(a, np.float64)).sum(1, keepdims=True))
+            with np.errstate(invalid="ignore", over="ignore"):
+                scale = scale + np.abs(np.asarray(a, np.float64)) * np.abs(
+                    np.asarray(d0, np.float64) * np.asarray(a, np.float64)).sum(1, keepdims=True)
         close(res, want, dt, scale, k=shape[1] + 4)
 
 
@@ -414,7 +415,9 @@ def test_output_cost(data):
                         abs_tol=1e-5 if dt == np.float32 else 1e-12), (loss, want_loss)
     if cost == "mae":  # sign(a - t) jumps where a == t in one precision only
         assume(np.all(np.abs(_act_ref(np.asarray(z0, np.float64), act, 0.3) - t) > 1e-4))
-    close(dz, want_grad, dt, np.abs(want_grad) + 4.0 / max(rows * cols, 1), k=cols + 16)
+    # exp(z - m) carries the rounding error of z - m: relative error |z| eps
+    cond = 1 + np.abs(np.asarray(z0, np.float64)).max(axis=1, keepdims=True)
+    close(dz, want_grad, dt, (np.abs(want_grad) + 4.0 / max(rows * cols, 1)) * cond, k=cols + 16)
 
 
 # ---- gather -----------------------------------------------------------------------------------
