@@ -148,6 +148,9 @@ static void FN(bias_act)(int nthreads, int act, T slope, int64_t rows, int64_t c
 void FN(fsgd_gather_rows)(int nthreads, int64_t n, int64_t cols, const T *X, int64_t ldx,
                           const int64_t *rows, T *out)
 {
+    /* nothing to copy: X and out may be NULL (the data of 0-size arrays), and memcpy's
+       pointers must not be even for 0 bytes */
+    if (n <= 0 || cols <= 0) return;
     const int nt = FN(nt_for)(nthreads, n * cols);
     (void)nt;
 #ifdef _OPENMP

@@ -3,6 +3,8 @@
 Every compiled entry point validates its arrays with these while holding the
 GIL, before any kernel runs.
 """
+import numbers
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -48,6 +50,13 @@ def require_disjoint(out, name, **inputs):
     for other, arr in inputs.items():
         if arr is not None and np.may_share_memory(out, arr):
             raise ValueError(f"{name} must not share memory with {other}")
+
+
+def real(name, value):
+    """``value`` as a float if it is a real number (not a bool), TypeError naming it otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
 
 
 def code(name, value, table, what):

@@ -28,6 +28,10 @@ cdef extern from "fsgd.h" nogil:
         FSGD_COST_HUBER
         FSGD_COST_COUNT
     ctypedef enum fsgd_opt_kind:
+        FSGD_OPT_SGD
+        FSGD_OPT_ADAGRAD
+        FSGD_OPT_RMSPROP
+        FSGD_OPT_ADAM
         FSGD_OPT_COUNT
     ctypedef enum fsgd_layer_kind:
         FSGD_LAYER_DENSE

@@ -21,7 +21,7 @@ epoch.
 
 import numpy as np
 
-from ._validate import check_int
+from ._validate import check_int, check_weights
 
 
 def chunk_permutation(rng, n, chunk_rows, buffer_chunks):
@@ -103,10 +103,10 @@ class StreamFeed:
                 raise SourceError(f"source item {k}: X has {X.shape[0]} rows but y has {len(t)}")
             w = None
             if len(item) == 3:
-                w = np.asarray(item[2], dtype=np.float64)
-                if w.shape != (X.shape[0],):
-                    raise SourceError(f"source item {k}: w has shape {w.shape}, expected "
-                                      f"({X.shape[0]},)")
+                try:
+                    w = check_weights(f"source item {k}: w", item[2], X.shape[0])
+                except ValueError as e:
+                    raise SourceError(str(e)) from None
             if self._weighted is None:
                 self._weighted = w is not None
             elif self._weighted != (w is not None):

@@ -92,6 +92,11 @@ def _check_finite_chunked(name, X, row0=0):
 def _check_shape(name, shape, n_features):
     if len(shape) != 2:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {tuple(shape)}")
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"{name} has shape {tuple(shape)}: its sizes must be integers")
+        if d < 0:
+            raise ValueError(f"{name} has shape {tuple(shape)}: its sizes must be >= 0")
     if shape[0] == 0:
         raise ValueError(f"{name} is empty: it has no samples")
     if shape[1] == 0:
@@ -100,21 +105,63 @@ def _check_shape(name, shape, n_features):
         raise ValueError(f"{name} has {shape[1]} features per sample; the model takes {n_features}")
 
 
+def _check_sparse_structure(name, X):
+    """Refuse a CSR, CSC or COO matrix whose arrays disagree with each other or
+    its shape (assigned by hand), before scipy's conversions or our kernel
+    index memory with them."""
+    fmt = getattr(X, "format", None)
+    if fmt not in ("csr", "csc", "coo"):
+        return
+    n_rows, n_cols = X.shape
+
+    def bad(why):
+        return ValueError(f"{name} is not a valid {fmt.upper()} matrix ({why})")
+
+    data = np.asarray(X.data)
+    if fmt == "coo":
+        parts = {"row": np.asarray(X.row), "col": np.asarray(X.col)}
+        for key, idx in parts.items():
+            if idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.shape != data.shape:
+                raise bad(f"{key} must be a 1-D integer array as long as data")
+            bound = n_rows if key == "row" else n_cols
+            if idx.size and (idx.min() < 0 or idx.max() >= bound):
+                raise bad(f"{key} holds indices outside [0, {bound})")
+        return
+    major, minor = (n_rows, n_cols) if fmt == "csr" else (n_cols, n_rows)
+    indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+    if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
+        raise bad("indptr, indices and data must be 1-D")
+    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        raise bad("indptr and indices must hold integers")
+    if indptr.shape[0] != major + 1:
+        raise bad(f"indptr has {indptr.shape[0]} entries, expected {major + 1}")
+    if indices.shape[0] != data.shape[0]:
+        raise bad(f"indices has {indices.shape[0]} entries but data has {data.shape[0]}")
+    if indptr[0] != 0 or indptr[-1] > indices.shape[0] or (np.diff(indptr) < 0).any():
+        raise bad("its indptr is inconsistent")
+    nnz = int(indptr[-1])
+    if nnz and (indices[:nnz].min() < 0 or indices[:nnz].max() >= minor):
+        raise bad(f"indices outside [0, {minor})")
+
+
 def _prepare_csr(name, X, dtype, n_features):
     _check_shape(name, X.shape, n_features)
+    _check_sparse_structure(name, X)
     X = X.tocsr()
     if X.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
     if not X.has_sorted_indices:
         X = X.sorted_indices()
-    data = np.ascontiguousarray(X.data, dtype=dtype)
+    nnz = int(X.indptr[-1])
+    data = np.ascontiguousarray(X.data[:nnz], dtype=dtype)
     if not np.isfinite(data).all():
         raise ValueError(f"{name} contains NaN or infinite values")
-    indices = np.ascontiguousarray(X.indices, dtype=np.int32)
+    indices = np.ascontiguousarray(X.indices[:nnz], dtype=np.int32)
     indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
     if indices.size and (indices.min() < 0 or indices.max() >= X.shape[1]):
         raise ValueError(f"{name} has column indices outside [0, {X.shape[1]})")
-    if indptr[0] != 0 or indptr[-1] != indices.size or (np.diff(indptr) < 0).any():
+    if (indptr.shape[0] != X.shape[0] + 1 or indptr[0] != 0 or indptr[-1] != indices.size
+            or data.shape[0] != indices.size or (np.diff(indptr) < 0).any()):
         raise ValueError(f"{name} is not a valid CSR matrix (its indptr is inconsistent)")
     return Inputs("csr", None, X.shape[0], X.shape[1], csr=(indptr, indices, data))
 

@@ -7,6 +7,8 @@ state slots, the segment table and the rule's settings. :class:`Net` holds a
 network plan's pointers and runs forward, cost, backward (and, fused, the
 update) on mini-batches of the data bound to it, with the GIL released.
 """
+import numbers
+
 import numpy as np
 
 cimport numpy as cnp
@@ -18,10 +20,11 @@ from libc.string cimport memcpy
 from fastsgd cimport _core
 from fastsgd._config cimport num_threads
 from fastsgd._core cimport (FSGD_COST_CROSS_ENTROPY, FSGD_COST_HUBER, FSGD_MAX_SLOTS,
+                            FSGD_OPT_ADAGRAD, FSGD_OPT_ADAM, FSGD_OPT_RMSPROP, FSGD_OPT_SGD,
                             fsgd_csr, fsgd_layer, fsgd_net, fsgd_opt, fsgd_segment,
                             fsgd_update_plan)
 from fastsgd._core import ACTIVATIONS, COSTS, LAYER_KINDS, OPTIMIZERS
-from fastsgd._checks import code, require, require_index
+from fastsgd._checks import code, real, require, require_disjoint, require_index
 from fastsgd._inputs import prepare
 
 cnp.import_array()
@@ -29,6 +32,24 @@ cnp.import_array()
 
 cdef inline void *_ptr(object a):
     return cnp.PyArray_DATA(a) if a is not None else NULL
+
+
+#: the largest step number the bias correction takes (beta ** step is 0 far below it)
+MAX_STEP = 2 ** 62
+
+
+cdef tuple _slots_used(const fsgd_opt *o):
+    """The state slots the configured rule reads and writes."""
+    used = []
+    if o.kind == FSGD_OPT_SGD:
+        used = [0] if o.momentum > 0 else []
+    elif o.kind == FSGD_OPT_ADAGRAD:
+        used = [0]
+    elif o.kind == FSGD_OPT_RMSPROP:
+        used = [0] + ([1] if o.momentum > 0 else []) + ([2] if o.centered else [])
+    elif o.kind == FSGD_OPT_ADAM:
+        used = [0, 1, 2] if o.amsgrad else [0, 1]
+    return tuple(used)
 
 
 def _flat_array(a, name, dtype=None, size=None, writeable=False):
@@ -63,7 +84,10 @@ cdef class Update:
         _flat_array(params, "params", writeable=True)
         n = params.shape[0]
         _flat_array(grads, "grads", dtype=params.dtype, size=n)
-        slots = list(slots)
+        try:
+            slots = list(slots)
+        except TypeError:
+            raise TypeError(f"slots must be a list of arrays, got {type(slots).__name__}") from None
         if len(slots) > FSGD_MAX_SLOTS:
             raise ValueError(f"at most {FSGD_MAX_SLOTS} state slots, got {len(slots)}")
         segments = list(segments)
@@ -91,6 +115,12 @@ cdef class Update:
             if s is not None:
                 _flat_array(s, f"slots[{k}]", dtype=params.dtype, size=n, writeable=True)
             self.plan.slots[k] = _ptr(s)
+        # the kernel's pointers are restrict-qualified: no two arrays may overlap
+        require_disjoint(grads, "grads", params=params)
+        for k, s in enumerate(slots):
+            if s is not None:
+                require_disjoint(s, f"slots[{k}]", params=params, grads=grads,
+                                 **{f"slots[{j}]": slots[j] for j in range(k)})
         self.f64 = params.dtype == np.float64
         self.keep = (params, grads, slots)
         self.opt.step = 1
@@ -98,21 +128,39 @@ cdef class Update:
     def __dealloc__(self):
         free(self.segs)
 
-    def configure(self, dict hyper):
-        """Take the rule and its settings (``kind``, ``lr``, ``momentum``, ...)."""
+    def configure(self, dict hyper, slots_name="slots"):
+        """Take the rule and its settings (``kind``, ``lr``, ``momentum``, ...).
+
+        Every setting is checked (TypeError/ValueError naming it), and so is
+        that the rule's state slots were given (``slots_name`` is what the
+        error calls them).
+        """
         cdef fsgd_opt o
         o.kind = code("kind", hyper.get("kind", "sgd"), OPTIMIZERS, "optimizer rule")
-        o.lr = hyper.get("lr", 0.01)
-        o.momentum = hyper.get("momentum", 0.0)
+        o.lr = real("lr", hyper.get("lr", 0.01))
+        o.momentum = real("momentum", hyper.get("momentum", 0.0))
         o.nesterov = bool(hyper.get("nesterov", False))
-        o.beta_1 = hyper.get("beta_1", 0.9)
-        o.beta_2 = hyper.get("beta_2", 0.999)
-        o.rho = hyper.get("rho", 0.9)
-        o.epsilon = hyper.get("epsilon", 1e-7)
+        o.beta_1 = real("beta_1", hyper.get("beta_1", 0.9))
+        o.beta_2 = real("beta_2", hyper.get("beta_2", 0.999))
+        o.rho = real("rho", hyper.get("rho", 0.9))
+        o.epsilon = real("epsilon", hyper.get("epsilon", 1e-7))
         o.amsgrad = bool(hyper.get("amsgrad", False))
         o.centered = bool(hyper.get("centered", False))
-        o.weight_decay = hyper.get("weight_decay", 0.0)
-        o.step = hyper.get("step", self.opt.step)
+        o.weight_decay = real("weight_decay", hyper.get("weight_decay", 0.0))
+        step = hyper.get("step", self.opt.step)
+        if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"step must be an integer, got {step!r}")
+        if not 1 <= step <= MAX_STEP:
+            raise ValueError(f"step must be >= 1 and <= 2**62, got {step}")
+        o.step = step
+        for key in ("l1", "l2"):
+            if key in hyper:
+                real(key, hyper[key])
+        missing = [k for k in _slots_used(&o) if self.plan.slots[k] == NULL]
+        if missing:
+            raise ValueError(f"{slots_name}: the {hyper.get('kind', 'sgd')} rule with these "
+                             f"settings uses state slots {list(_slots_used(&o))}; "
+                             f"{', '.join(f'{slots_name}[{k}]' for k in missing)} not given")
         self.opt = o
         self.configured = True
 

@@ -14,7 +14,7 @@ from libc.stdint cimport int64_t
 from fastsgd cimport _core
 from fastsgd._config cimport num_threads
 from fastsgd._core import ACTIVATIONS, COSTS
-from fastsgd._checks import code, require, require_disjoint, require_index
+from fastsgd._checks import code, real, require, require_disjoint, require_index
 
 cnp.import_array()
 
@@ -32,8 +32,9 @@ cdef inline const floating *_cdata(const floating[::1] flat) noexcept nogil:
 
 
 def _flat(a):
-    """A 1-D view of a C-contiguous array (for the fused bodies)."""
-    return a.reshape(-1)
+    """A 1-D view of a C-contiguous array (for the fused bodies); a subclass
+    that stays 2-D when reshaped (numpy.matrix) is viewed as a plain array."""
+    return np.asarray(a).reshape(-1)
 
 
 # ---- exp ------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def activation_forward(z, activation, slope=0.3):
     """Apply ``activation`` to the 2-D array ``z`` in place; returns ``z``."""
     require(z, "z", ndim=2, writeable=True)
     act = code("activation", activation, ACTIVATIONS, "activation")
-    _act_impl(_flat(z), _flat(z), act, float(slope), z.shape[0], z.shape[1], False)
+    _act_impl(_flat(z), _flat(z), act, real("slope", slope), z.shape[0], z.shape[1], False)
     return z
 
 
@@ -123,7 +124,7 @@ def activation_backward(a, d, activation, slope=0.3):
         raise ValueError(f"a has shape {a.shape} but d has shape {d.shape}")
     require_disjoint(d, "d", a=a)
     act = code("activation", activation, ACTIVATIONS, "activation")
-    _act_impl(_flat(a), _flat(d), act, float(slope), a.shape[0], a.shape[1], True)
+    _act_impl(_flat(a), _flat(d), act, real("slope", slope), a.shape[0], a.shape[1], True)
     return d
 
 
@@ -181,7 +182,7 @@ def dense_forward(x, w, b, activation="linear", slope=0.3, out=None, x_rows=None
         require_disjoint(out, "out", x=x, w=w, b=b, x_rows=x_rows)
     act = code("activation", activation, ACTIVATIONS, "activation")
     _dense_forward_impl(_flat(x), _flat(w), b, _flat(out), rows, w.shape[0], w.shape[1],
-                        x.shape[1], x_rows, act, float(slope))
+                        x.shape[1], x_rows, act, real("slope", slope))
     return out
 
 
@@ -204,7 +205,7 @@ def dense_backward(x, w, a, d, activation="linear", slope=0.3, need_dx=True, x_r
     dX = np.empty((rows, w.shape[0]), dtype=x.dtype) if need_dx else None
     _dense_backward_impl(_flat(x), _flat(w), _flat(a), _flat(d), _flat(dW), db,
                          _flat(dX) if need_dx else db, rows, w.shape[0], w.shape[1],
-                         x.shape[1], x_rows, act, float(slope), bool(need_dx))
+                         x.shape[1], x_rows, act, real("slope", slope), bool(need_dx))
     return dW, db, dX
 
 
@@ -248,7 +249,7 @@ def output_cost(z, y, cost, activation, slope=0.3, delta=1.0, sample_weight=None
                          "binary_cross_entropy with one sigmoid unit)")
     if cost == "binary_cross_entropy" and activation != "sigmoid":
         raise ValueError("binary_cross_entropy needs a sigmoid output")
-    delta = float(delta)
+    delta = real("delta", delta)
     if cost == "huber" and not (0.0 < delta < float("inf")):
         raise ValueError(f"delta must be a finite number > 0, got {delta}")
     y_int = None
@@ -267,7 +268,11 @@ def output_cost(z, y, cost, activation, slope=0.3, delta=1.0, sample_weight=None
     weights = z[0]   # unread unless weighted
     norm = rows
     if sample_weight is not None:
-        weights = np.array(sample_weight, dtype=z.dtype, copy=True)
+        weights = np.asarray(sample_weight)
+        if weights.dtype.kind not in "fiub":
+            raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
+        with np.errstate(over="ignore"):
+            weights = np.array(weights, dtype=z.dtype, copy=True)
         if weights.shape != (rows,):
             raise ValueError(f"sample_weight must have shape ({rows},), got {weights.shape}")
         if not np.isfinite(weights).all() or (weights < 0).any():
@@ -275,7 +280,8 @@ def output_cost(z, y, cost, activation, slope=0.3, delta=1.0, sample_weight=None
         norm = float(weights.sum(dtype=np.float64)) or 1.0
     D = np.empty_like(z)
     loss, correct = _output_cost_impl(_flat(z), _flat(y), _flat(D), weights, y_int, rows, cols,
-                                      c, act, float(slope), delta, sample_weight is not None)
+                                      c, act, real("slope", slope), delta,
+                                      sample_weight is not None)
     return loss / norm, int(correct), D
 
 
@@ -318,14 +324,21 @@ def update(dict hyper, p, g, states=(), check=False):
     require(g, "g", dtype=p.dtype)
     if g.shape != p.shape:
         raise ValueError(f"g has shape {g.shape} but p has {p.shape}")
-    states = list(states)
+    try:
+        states = list(states)
+    except TypeError:
+        raise TypeError(f"states must be a sequence of arrays, got "
+                        f"{type(states).__name__}") from None
+    require_disjoint(g, "g", p=p)
     for k, s in enumerate(states):
         require(s, f"states[{k}]", dtype=p.dtype, writeable=True)
         if s.shape != p.shape:
             raise ValueError(f"states[{k}] has shape {s.shape} but p has {p.shape}")
+        require_disjoint(s, f"states[{k}]", p=p, g=g,
+                         **{f"states[{j}]": states[j] for j in range(k)})
+    l1, l2 = real("l1", hyper.get("l1", 0.0)), real("l2", hyper.get("l2", 0.0))
     if check:
         p, states = p.copy(), [s.copy() for s in states]
-    segment = (0, p.size, float(hyper.get("l1", 0.0)), float(hyper.get("l2", 0.0)), True)
-    step = Update(_flat(p), _flat(g), [_flat(s) for s in states], [segment])
-    step.configure(hyper)
+    step = Update(_flat(p), _flat(g), [_flat(s) for s in states], [(0, p.size, l1, l2, True)])
+    step.configure(hyper, slots_name="states")
     return step.run()

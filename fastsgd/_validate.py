@@ -42,6 +42,19 @@ def check_float(name, value, *, low=None, high=None, low_open=False, high_open=F
     return value
 
 
+def check_weights(name, w, n):
+    """Per-sample weights as a float64 (n,) copy: real, finite and non-negative."""
+    w = as_ndarray(name, w, "a 1-D array of non-negative numbers")
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, got dtype {w.dtype}")
+    w = np.array(w, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"{name} has shape {w.shape}, expected ({n},)")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{name} must hold finite, non-negative numbers")
+    return w
+
+
 def as_ndarray(name, x, what):
     """``x`` as an ndarray (lists and tuples are converted); TypeError otherwise."""
     if isinstance(x, np.ndarray):

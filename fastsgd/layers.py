@@ -545,7 +545,10 @@ class Sequential:
                  dtype: DTypeLike = "float32", seed: Optional[int] = None) -> None:
         if isinstance(layers, Layer):
             layers = [layers]
-        layers = list(layers)
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}") from None
         #: the input scaling (a leading Rescaling layer), or None
         self.rescaling = None
         if layers and isinstance(layers[0], Rescaling):
@@ -697,7 +700,10 @@ class Sequential:
         self._flat_parameters()
         self._flat_state()
         targets = [a for layer in self.layers for a in layer.weights_list()]
-        weights = list(weights)
+        try:
+            weights = list(weights)
+        except TypeError:
+            raise TypeError(f"weights must be a list of arrays, got {type(weights).__name__}") from None
         if len(weights) != len(targets):
             raise ValueError(f"expected {len(targets)} arrays, got {len(weights)}")
         checked = [_check_param_array(f"weights[{i}]", w, p.shape, p.dtype)

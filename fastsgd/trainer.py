@@ -332,6 +332,10 @@ class Trainer:
         if need is not None and out_act != need:
             raise ValueError(f"cost {self.cost.name!r} needs a {need} output layer; the model's "
                              f"last layer uses {out_act!r}")
+        if self.cost.name == "cross_entropy" and model.output_dim < 2:
+            raise ValueError(f"cost {self.cost.name!r} needs at least two output units (a softmax "
+                             f"over one unit is always 1); for two classes use one sigmoid unit "
+                             f"with 'binary_cross_entropy'")
         self.optimizer = _optimizers.get(optimizer)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.shuffle = shuffle if shuffle == "chunks" else check_bool("shuffle", shuffle)
@@ -492,7 +496,11 @@ class Trainer:
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose}")
         validation_split = check_float("validation_split", validation_split, low=0.0, high=1.0,
                                        high_open=True)
-        callbacks = list(callbacks or ())
+        try:
+            callbacks = list(callbacks or ())
+        except TypeError:
+            raise TypeError(f"callbacks must be a sequence of Callback objects, got "
+                            f"{type(callbacks).__name__}") from None
         for i, cb in enumerate(callbacks):
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks[{i}] must be a fastsgd Callback, got {type(cb).__name__}")

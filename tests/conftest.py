@@ -3,8 +3,16 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from fastsgd import _config
+
+# Hypothesis: CI runs the same examples every time (FASTSGD_HYPOTHESIS_PROFILE=ci, or CI set);
+# "dev" (the default) draws new ones on every run.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile(os.environ.get("FASTSGD_HYPOTHESIS_PROFILE") or
+                      ("ci" if os.environ.get("CI") else "dev"))
 
 #: relative tolerances for comparisons with float64 NumPy references
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
