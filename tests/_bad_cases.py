@@ -12,9 +12,11 @@ Cases that a failed call must not leave a mark on are wrapped with
 :func:`untouched`: the model's weights (and the optimizer's step count) must
 be exactly as before the call.
 """
+import atexit
 import gzip
 import math
 import os
+import shutil
 import struct
 import tempfile
 
@@ -1251,11 +1253,18 @@ add(_st, "NaN gradient: refused, untouched", None, None,
 
 
 # ---- read_idx ------------------------------------------------------------------------------
-_TMP = tempfile.mkdtemp(prefix="fastsgd-bad-idx-")
+_TMP = []   # the folder of the read_idx cases' files, made on first use, removed at exit
+
+
+def _tmp():
+    if not _TMP:
+        _TMP.append(tempfile.mkdtemp(prefix="fastsgd-bad-idx-"))
+        atexit.register(shutil.rmtree, _TMP[0], ignore_errors=True)
+    return _TMP[0]
 
 
 def _file(name, data, gz=False):
-    path = os.path.join(_TMP, name + (".gz" if gz else ""))
+    path = os.path.join(_tmp(), name + (".gz" if gz else ""))
     with open(path, "wb") as f:
         f.write(gzip.compress(data) if gz else data)
     return path
@@ -1292,8 +1301,8 @@ add(_ri, "a truncated gzip stream", ValueError, r"cannot read: truncated or corr
 add(_ri, "trailing bytes after the declared size (gzip)", ValueError, r"\bIDX\b|trailing|declares",
     lambda: read_idx(_file("trail", _idx((2, 2)) + b"junk" * 10, gz=True)), "value")
 add(_ri, "a missing file", OSError, r"No such file",
-    lambda: read_idx(os.path.join(_TMP, "missing-file")), "value")
-add(_ri, "a directory", OSError, r"directory", lambda: read_idx(_TMP), "value")
+    lambda: read_idx(os.path.join(_tmp(), "missing-file")), "value")
+add(_ri, "a directory", OSError, r"directory", lambda: read_idx(_tmp()), "value")
 add(_ri, "path None", TypeError, r"\bpath must be a str", lambda: read_idx(None), "type")
 add(_ri, "path an int", TypeError, r"\bpath must be a str", lambda: read_idx(3), "type")
 add(_ri, "path bytes", TypeError, r"\bpath must be a str", lambda: read_idx(b"/tmp/x"), "type")
@@ -1307,7 +1316,7 @@ add(_ri, "a valid 0-item file", None, None, lambda: read_idx(_file("zero", _idx(
 
 
 def _write_raw(name, data):
-    path = os.path.join(_TMP, name)
+    path = os.path.join(_tmp(), name)
     with open(path, "wb") as f:
         f.write(data)
     return path
