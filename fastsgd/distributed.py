@@ -79,7 +79,6 @@ this rank spent in the gradient Allreduce (waiting for slower ranks included).
 """
 import contextlib
 import hashlib
-import math
 import os
 import sys
 import time
@@ -262,7 +261,7 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
          initial_epoch, sample_weight, class_weight):
     parts = trainer._fit_parts()
     History, _Progress, DivergenceWarning = parts["History"], parts["Progress"], parts["DivergenceWarning"]
-    _is_source, _row_weights, _check_weights = parts["is_source"], parts["row_weights"], parts["check_weights"]
+    _is_source, _row_weights = parts["is_source"], parts["row_weights"]
 
     MPI = _mpi()
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -286,24 +285,8 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
         if key is not None:
             layer._key = key
     sample_weight = _row_weights(sample_weight, class_weight, t, X.shape[0], trainer.model.output_dim)
-    Xv = tv = wv = None
-    if validation_split:
-        n_val = int(math.floor(X.shape[0] * validation_split))
-        if n_val < 1 or n_val >= X.shape[0]:
-            raise ValueError(f"validation_split={validation_split} leaves no samples for "
-                             f"{'validation' if n_val < 1 else 'training'}")
-        X, Xv = X.head(X.n_rows - n_val), X.tail(n_val)
-        t, tv = t[:-n_val], t[-n_val:]
-        if sample_weight is not None:
-            sample_weight, wv = sample_weight[:-n_val], sample_weight[-n_val:]
-    elif validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise TypeError("validation_data must be a tuple (X_val, y_val) or "
-                            "(X_val, y_val, sample_weight_val)")
-        Xv, tv = trainer._prepare(validation_data[0], validation_data[1], "validation X",
-                                  "validation y")
-        if len(validation_data) == 3:
-            wv = _check_weights("validation sample_weight", validation_data[2], Xv.shape[0])
+    X, t, sample_weight, Xv, tv, wv = trainer._validation_parts(
+        X, t, sample_weight, validation_data, validation_split)
 
     opt = trainer.optimizer
     n = X.shape[0]

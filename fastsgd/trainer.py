@@ -403,6 +403,30 @@ class Trainer:
         t, _ = _prepare_targets(f"{name}: y", y, X.shape[0], m.output_dim, self.cost, m.dtype)
         return X, t
 
+    def _validation_parts(self, X, t, sample_weight, validation_data, validation_split):
+        """``(X, t, sample_weight, X_val, t_val, w_val)``: the last ``validation_split``
+        of the data held out (before any shuffling, as Keras does), or
+        ``validation_data`` checked; the validation parts are None without either."""
+        Xv = tv = wv = None
+        if validation_split:
+            n_val = int(math.floor(X.shape[0] * validation_split))
+            if n_val < 1 or n_val >= X.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves no samples for "
+                                 f"{'validation' if n_val < 1 else 'training'}")
+            X, Xv = X.head(X.n_rows - n_val), X.tail(n_val)
+            t, tv = t[:-n_val], t[-n_val:]
+            if sample_weight is not None:
+                sample_weight, wv = sample_weight[:-n_val], sample_weight[-n_val:]
+        elif validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("validation_data must be a tuple (X_val, y_val) or "
+                                "(X_val, y_val, sample_weight_val)")
+            Xv, tv = self._prepare(validation_data[0], validation_data[1], "validation X",
+                                   "validation y")
+            if len(validation_data) == 3:
+                wv = _check_weights("validation sample_weight", validation_data[2], Xv.shape[0])
+        return X, t, sample_weight, Xv, tv, wv
+
     def _evaluate_net(self, net, cap, n):
         """Mean cost (weighted mean with sample weights) and accuracy over the
         ``n`` rows bound to ``net``."""
@@ -423,8 +447,7 @@ class Trainer:
         """What the data-parallel loop (:mod:`fastsgd.distributed`, which does not import
         this module) shares with :meth:`fit`."""
         return {"History": History, "Progress": _Progress, "DivergenceWarning": DivergenceWarning,
-                "is_source": _is_source, "row_weights": _row_weights,
-                "check_weights": _check_weights}
+                "is_source": _is_source, "row_weights": _row_weights}
 
     # -- public API -------------------------------------------------------------
     @_finish_on_interrupt
@@ -514,6 +537,7 @@ class Trainer:
                                    sample_weight=sample_weight, class_weight=class_weight)
 
         stream = _is_source(X, y)
+        t = None   # the targets (a streamed source carries its own)
         if stream:
             if validation_split:
                 raise ValueError("validation_split needs arrays; give a streamed source "
@@ -529,24 +553,8 @@ class Trainer:
         if not stream:
             sample_weight = _row_weights(sample_weight, class_weight, t, X.shape[0],
                                          self.model.output_dim)
-        Xv = tv = wv = None
-        if validation_split:
-            n_val = int(math.floor(X.shape[0] * validation_split))
-            if n_val < 1 or n_val >= X.shape[0]:
-                raise ValueError(f"validation_split={validation_split} leaves no samples for "
-                                 f"{'validation' if n_val < 1 else 'training'}")
-            X, Xv = X.head(X.n_rows - n_val), X.tail(n_val)
-            t, tv = t[:-n_val], t[-n_val:]
-            if sample_weight is not None:
-                sample_weight, wv = sample_weight[:-n_val], sample_weight[-n_val:]
-        elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise TypeError("validation_data must be a tuple (X_val, y_val) or "
-                                "(X_val, y_val, sample_weight_val)")
-            Xv, tv = self._prepare(validation_data[0], validation_data[1], "validation X",
-                                   "validation y")
-            if len(validation_data) == 3:
-                wv = _check_weights("validation sample_weight", validation_data[2], Xv.shape[0])
+        X, t, sample_weight, Xv, tv, wv = self._validation_parts(
+            X, t, sample_weight, validation_data, validation_split)
 
         bs = self.batch_size if stream else min(self.batch_size, X.shape[0])
         net, update = self._build_net(bs, training=True)
