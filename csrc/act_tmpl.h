@@ -83,41 +83,47 @@ FSGD_CLONES static void FN(act_back_row)(int act, T slope, int64_t n, const T *r
     }
 }
 
-void FN(fsgd_act_forward)(int nthreads, int act, T slope, int64_t rows, int64_t cols, T *Z)
+/* ---- team bodies (see fsgd_team in fsgd_internal.h) and their wrappers ---------- */
+static void FN(act_forward_team)(int act, T slope, int64_t rows, int64_t cols, T *Z)
 {
     if (act == FSGD_ACT_LINEAR || rows <= 0 || cols <= 0) return;
+    FSGD_OMP_FOR
+    for (int64_t r = 0; r < rows; r++) FN(act_row)(act, slope, cols, Z + r * cols);
+}
+
+void FN(fsgd_act_forward)(int nthreads, int act, T slope, int64_t rows, int64_t cols, T *Z)
+{
     const int nt = FN(nt_for)(nthreads, rows * cols);
     (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t r = 0; r < rows; r++) FN(act_row)(act, slope, cols, Z + r * cols);
+    FSGD_REGION(nt)
+    FN(act_forward_team)(act, slope, rows, cols, Z);
+}
+
+static void FN(act_backward_team)(int act, T slope, int64_t rows, int64_t cols, const T *A,
+                                  T *D)
+{
+    if (act == FSGD_ACT_LINEAR || rows <= 0 || cols <= 0) return;
+    FSGD_OMP_FOR
+    for (int64_t r = 0; r < rows; r++)
+        FN(act_back_row)(act, slope, cols, A + r * cols, D + r * cols);
 }
 
 void FN(fsgd_act_backward)(int nthreads, int act, T slope, int64_t rows, int64_t cols,
                            const T *A, T *D)
 {
-    if (act == FSGD_ACT_LINEAR || rows <= 0 || cols <= 0) return;
     const int nt = FN(nt_for)(nthreads, rows * cols);
     (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t r = 0; r < rows; r++)
-        FN(act_back_row)(act, slope, cols, A + r * cols, D + r * cols);
+    FSGD_REGION(nt)
+    FN(act_backward_team)(act, slope, rows, cols, A, D);
 }
 
-void FN(fsgd_col_sums)(int nthreads, int64_t rows, int64_t cols, const T *D, T *db)
+/* each column is summed by one thread, rows in order; threads split columns */
+#define FSGD_COLSUM_BLOCK 256
+static void FN(col_sums_team)(int64_t rows, int64_t cols, const T *D, T *db)
 {
-    /* each column is summed by one thread, rows in order; threads split columns */
-    const int64_t blk = 256;
+    const int64_t blk = FSGD_COLSUM_BLOCK;
     const int64_t nblk = (cols + blk - 1) / blk;
-    int nt = FN(nt_for)(nthreads, rows * cols);
-    if (nt > nblk) nt = (int)nblk;
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
+    FSGD_OMP_FOR
     for (int64_t cb = 0; cb < nblk; cb++) {
         const int64_t c0 = cb * blk, c1 = (c0 + blk < cols) ? c0 + blk : cols;
         T *restrict o = db + c0;
@@ -129,20 +135,59 @@ void FN(fsgd_col_sums)(int nthreads, int64_t rows, int64_t cols, const T *D, T *
     }
 }
 
-/* bias and activation in one pass over Z */
-static void FN(bias_act)(int nthreads, int act, T slope, int64_t rows, int64_t cols, const T *b,
-                         T *Z)
+void FN(fsgd_col_sums)(int nthreads, int64_t rows, int64_t cols, const T *D, T *db)
 {
-    const int nt = FN(nt_for)(nthreads, rows * cols);
+    const int64_t nblk = (cols + FSGD_COLSUM_BLOCK - 1) / FSGD_COLSUM_BLOCK;
+    int nt = FN(nt_for)(nthreads, rows * cols);
+    if (nt > nblk) nt = (int)nblk;
     (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t r = 0; r < rows; r++) {
-        T *restrict z = Z + r * cols;
-        for (int64_t j = 0; j < cols; j++) z[j] += b[j];
-        if (act != FSGD_ACT_LINEAR) FN(act_row)(act, slope, cols, z);
+    FSGD_REGION(nt)
+    FN(col_sums_team)(rows, cols, D, db);
+}
+#undef FSGD_COLSUM_BLOCK
+
+/* ---- GEMM epilogues ------------------------------------------------------------ */
+static inline int FN(act_elementwise)(int act)
+{
+    return act != FSGD_ACT_SOFTMAX;
+}
+
+/* forward: z += bias, then the activation (elementwise ones only) */
+typedef struct {
+    const T *bias;
+    int act;
+    T slope;
+} FN(fwd_epi_ctx);
+
+static void FN(fwd_epi)(const void *ctx, int64_t i0, int64_t j0, int mv, int nv, T *c,
+                        int64_t ldc)
+{
+    (void)i0;
+    const FN(fwd_epi_ctx) *e = (const FN(fwd_epi_ctx) *)ctx;
+    const T *restrict b = e->bias ? e->bias + j0 : NULL;
+    for (int i = 0; i < mv; i++) {
+        T *restrict z = c + (int64_t)i * ldc;
+        if (b)
+            for (int j = 0; j < nv; j++) z[j] += b[j];
+        if (e->act != FSGD_ACT_LINEAR) FN(act_row)(e->act, e->slope, nv, z);
     }
+}
+
+/* backward: dL/dA -> dL/dZ where the product writes dL/dA (elementwise ones only) */
+typedef struct {
+    const T *A;
+    int64_t lda;
+    int act;
+    T slope;
+} FN(bwd_epi_ctx);
+
+static void FN(bwd_epi)(const void *ctx, int64_t i0, int64_t j0, int mv, int nv, T *c,
+                        int64_t ldc)
+{
+    const FN(bwd_epi_ctx) *e = (const FN(bwd_epi_ctx) *)ctx;
+    for (int i = 0; i < mv; i++)
+        FN(act_back_row)(e->act, e->slope, nv, e->A + (i0 + i) * e->lda + j0,
+                         c + (int64_t)i * ldc);
 }
 
 void FN(fsgd_gather_rows)(int nthreads, int64_t n, int64_t cols, const T *X, int64_t ldx,

@@ -36,16 +36,14 @@ static inline int64_t FN(argmax)(const T *v, int64_t n)
     return best;
 }
 
-int FN(fsgd_output_cost)(int nthreads, int cost, double cost_param, int act, T slope,
-                         int64_t rows, int64_t cols, T *Z, const int64_t *y_int, const T *y,
-                         const int64_t *y_rows, int64_t scale_rows, const T *sample_w, T *D,
-                         double *loss,
-                         int64_t *correct)
+/* every argument checked before anything is written (each thread may run it) */
+static int FN(cost_check)(int cost, double cost_param, int act, int64_t rows, int64_t cols,
+                          const int64_t *y_int, const T *y, const int64_t *y_rows,
+                          int64_t scale_rows)
 {
-    (void)nthreads;
     if (rows < 0 || cols < 1 || scale_rows < 1 || (!y_int && !y)) return FSGD_ERR_ARG;
     if (cost == FSGD_COST_CROSS_ENTROPY) {
-        /* the label indexes z: every one is checked before anything is written */
+        /* the label indexes z */
         if (act != FSGD_ACT_SOFTMAX || cols < 2) return FSGD_ERR_ARG;
         if (y_int)
             for (int64_t r = 0; r < rows; r++) {
@@ -59,109 +57,185 @@ int FN(fsgd_output_cost)(int nthreads, int cost, double cost_param, int act, T s
     } else if (cost != FSGD_COST_MSE && cost != FSGD_COST_MAE) {
         return FSGD_ERR_ARG;
     }
-    double total = 0.0;
-    int64_t ok = 0;
-    T inv_rows = (T)1 / (T)scale_rows;
+    return FSGD_OK;
+}
+
+/* the settings every row shares */
+typedef struct {
+    int cost, act;
+    T slope, delta, inv_rows;
+    int64_t cols;
+    const int64_t *y_int;
+    const T *y;
+    const T *sample_w;
+} FN(cost_args);
+
+/* one row: its weighted share of the loss; z becomes the output (probabilities or
+   f(z)), d (when not NULL) dL/dz; *ok counts a correct prediction */
+static double FN(cost_row)(const FN(cost_args) *c, int64_t yr, T *restrict z, T *restrict d,
+                           T *restrict prob, int64_t *ok)
+{
+    const int64_t cols = c->cols;
+    const int64_t *y_int = c->y_int;
+    const T *y = c->y;
+    const T rw = c->sample_w ? c->sample_w[yr] : (T)1;
+    if (c->cost == FSGD_COST_CROSS_ENTROPY) {
+        T *restrict e = d ? d : prob;
+        T m = z[0];
+        for (int64_t j = 1; j < cols; j++) m = z[j] > m ? z[j] : m;
+        if (m != m || m == (T)INFINITY || m == -(T)INFINITY) m = (T)0;
+        for (int64_t j = 0; j < cols; j++) e[j] = EXPT(z[j] - m);
+        T s = 0;
+        for (int64_t j = 0; j < cols; j++) s += e[j];
+        const T lse = m + LOGT(s);
+        double row_loss = 0.0;
+        if (y_int) {
+            row_loss = (double)(lse - z[y_int[yr]]);
+        } else {
+            const T *yy = y + yr * cols;
+            for (int64_t j = 0; j < cols; j++)
+                if (yy[j] != (T)0) row_loss += (double)(yy[j] * (lse - z[j]));
+        }
+        const T rs = rw * c->inv_rows;
+        for (int64_t j = 0; j < cols; j++) {
+            const T p = e[j] / s;
+            z[j] = p;
+            if (d) e[j] = (p - FN(target)(y_int, y, yr, cols, j)) * rs;
+        }
+        const int64_t label = y_int ? y_int[yr] : FN(argmax)(y + yr * cols, cols);
+        *ok += FN(argmax)(z, cols) == label;
+        return (double)rw * row_loss;
+    }
+    if (c->cost == FSGD_COST_BINARY_CROSS_ENTROPY) {
+        const T inv = rw * c->inv_rows / (T)cols;
+        double row_loss = 0.0;
+        for (int64_t j = 0; j < cols; j++) {
+            const T x = z[j], t = FN(target)(y_int, y, yr, cols, j);
+            const T e = EXPT(-FABST(x));
+            row_loss += (double)((x > (T)0 ? x : (T)0) - x * t + LOG1PT(e));
+            const T s = (T)1 / ((T)1 + e);
+            const T p = x >= (T)0 ? s : e * s;
+            z[j] = p;
+            if (d) d[j] = (p - t) * inv;
+            *ok += (p > (T)0.5) == (t > (T)0.5);
+        }
+        return (double)rw * row_loss / (double)cols;
+    }
+    /* mse, mae and huber: elementwise in a = f(z) */
+    const T delta = c->delta, half = (T)0.5;
+    const int cost = c->cost;
+    const T inv = (cost == FSGD_COST_MSE ? (T)2 : (T)1) * rw * c->inv_rows / (T)cols;
+    T *restrict a = z;
+    if (c->act != FSGD_ACT_LINEAR) FN(act_row)(c->act, c->slope, cols, a);
+    double row_loss = 0.0;
+    if (cost == FSGD_COST_MSE) {
+        for (int64_t j = 0; j < cols; j++) {
+            const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
+            row_loss += (double)(diff * diff);
+            if (d) d[j] = diff * inv;
+        }
+    } else if (cost == FSGD_COST_MAE) {
+        for (int64_t j = 0; j < cols; j++) {
+            const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
+            row_loss += (double)FABST(diff);
+            if (d) d[j] = diff > (T)0 ? inv : (diff < (T)0 ? -inv : (T)0);
+        }
+    } else {
+        for (int64_t j = 0; j < cols; j++) {
+            const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
+            const T ad = FABST(diff);
+            row_loss += (double)(ad <= delta ? half * diff * diff
+                                             : delta * ad - half * delta * delta);
+            if (d) d[j] = (ad <= delta ? diff : (diff > (T)0 ? delta : -delta)) * inv;
+        }
+    }
+    if (d) FN(act_back_row)(c->act, c->slope, cols, a, d);
+    if (cols > 1) {
+        const int64_t label = y_int ? y_int[yr] : FN(argmax)(y + yr * cols, cols);
+        *ok += FN(argmax)(a, cols) == label;
+    }
+    return (double)rw * row_loss / (double)cols;
+}
+
+/* bytes of team scratch fsgd_output_cost_team needs */
+static size_t FN(cost_scratch)(int64_t rows, int64_t cols, int nthreads)
+{
+    const size_t per = ((size_t)cols * sizeof(T) + 63) & ~(size_t)63;
+    return (((size_t)rows * sizeof(double) + 63) & ~(size_t)63) + (size_t)nthreads * per + 64;
+}
+
+/* The team body: rows split between the threads, each row's loss kept, then
+ * summed in row order by one thread (the same bits for any team), into
+ * team->loss and team->correct. Arguments already checked. */
+static void FN(output_cost_team)(int cost, double cost_param, int act, T slope, int64_t rows,
+                                 int64_t cols, T *Z, const int64_t *y_int, const T *y,
+                                 const int64_t *y_rows, int64_t scale_rows, const T *sample_w,
+                                 T *D, void *scratch, fsgd_team *team)
+{
+    FN(cost_args) c;
+    c.cost = cost;
+    c.act = act;
+    c.slope = slope;
+    c.delta = (T)cost_param;
+    c.cols = cols;
+    c.y_int = y_int;
+    c.y = y;
+    c.sample_w = sample_w;
+    c.inv_rows = (T)1 / (T)scale_rows;
     if (sample_w) {
         double wsum = 0.0;
         for (int64_t r = 0; r < rows; r++) wsum += (double)sample_w[y_rows ? y_rows[r] : r];
-        inv_rows = wsum > 0.0 ? (T)(1.0 / wsum) : (T)0;
+        c.inv_rows = wsum > 0.0 ? (T)(1.0 / wsum) : (T)0;
     }
-#define ROW_WEIGHT(yr) (sample_w ? sample_w[yr] : (T)1)
-    if (cost == FSGD_COST_CROSS_ENTROPY) {
-        T *prob = (T *)fsgd_workspace((size_t)cols * sizeof(T));
-        if (!prob) return FSGD_ERR_ALLOC;
-        for (int64_t r = 0; r < rows; r++) {
-            const int64_t yr = y_rows ? y_rows[r] : r;
-            T *restrict z = Z + r * cols;
-            T *restrict e = D ? D + r * cols : prob;
-            T m = z[0];
-            for (int64_t j = 1; j < cols; j++) m = z[j] > m ? z[j] : m;
-            if (m != m || m == (T)INFINITY || m == -(T)INFINITY) m = (T)0;
-            for (int64_t j = 0; j < cols; j++) e[j] = EXPT(z[j] - m);
-            T s = 0;
-            for (int64_t j = 0; j < cols; j++) s += e[j];
-            const T lse = m + LOGT(s);
-            double row_loss = 0.0;
-            if (y_int) {
-                row_loss = (double)(lse - z[y_int[yr]]);
-            } else {
-                const T *yy = y + yr * cols;
-                for (int64_t j = 0; j < cols; j++)
-                    if (yy[j] != (T)0) row_loss += (double)(yy[j] * (lse - z[j]));
-            }
-            const T rw = ROW_WEIGHT(yr), rs = rw * inv_rows;
-            total += (double)rw * row_loss;
-            for (int64_t j = 0; j < cols; j++) {
-                const T p = e[j] / s;
-                z[j] = p;
-                if (D) e[j] = (p - FN(target)(y_int, y, yr, cols, j)) * rs;
-            }
-            const int64_t label = y_int ? y_int[yr] : FN(argmax)(y + yr * cols, cols);
-            ok += FN(argmax)(z, cols) == label;
-        }
-    } else if (cost == FSGD_COST_BINARY_CROSS_ENTROPY) {
-        for (int64_t r = 0; r < rows; r++) {
-            const int64_t yr = y_rows ? y_rows[r] : r;
-            const T rw = ROW_WEIGHT(yr), inv = rw * inv_rows / (T)cols;
-            T *restrict z = Z + r * cols;
-            T *restrict d = D ? D + r * cols : NULL;
-            double row_loss = 0.0;
-            for (int64_t j = 0; j < cols; j++) {
-                const T x = z[j], t = FN(target)(y_int, y, yr, cols, j);
-                const T e = EXPT(-FABST(x));
-                row_loss += (double)((x > (T)0 ? x : (T)0) - x * t + LOG1PT(e));
-                const T s = (T)1 / ((T)1 + e);
-                const T p = x >= (T)0 ? s : e * s;
-                z[j] = p;
-                if (d) d[j] = (p - t) * inv;
-                ok += (p > (T)0.5) == (t > (T)0.5);
-            }
-            total += (double)rw * row_loss / (double)cols;
-        }
-    } else {
-        /* mse, mae and huber: elementwise in a = f(z) */
-        const T delta = (T)cost_param, half = (T)0.5;
-        for (int64_t r = 0; r < rows; r++) {
-            const int64_t yr = y_rows ? y_rows[r] : r;
-            const T rw = ROW_WEIGHT(yr);
-            const T inv = (cost == FSGD_COST_MSE ? (T)2 : (T)1) * rw * inv_rows / (T)cols;
-            T *restrict a = Z + r * cols;
-            T *restrict d = D ? D + r * cols : NULL;
-            if (act != FSGD_ACT_LINEAR) FN(act_row)(act, slope, cols, a);
-            double row_loss = 0.0;
-            if (cost == FSGD_COST_MSE) {
-                for (int64_t j = 0; j < cols; j++) {
-                    const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
-                    row_loss += (double)(diff * diff);
-                    if (d) d[j] = diff * inv;
-                }
-            } else if (cost == FSGD_COST_MAE) {
-                for (int64_t j = 0; j < cols; j++) {
-                    const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
-                    row_loss += (double)FABST(diff);
-                    if (d) d[j] = diff > (T)0 ? inv : (diff < (T)0 ? -inv : (T)0);
-                }
-            } else {
-                for (int64_t j = 0; j < cols; j++) {
-                    const T diff = a[j] - FN(target)(y_int, y, yr, cols, j);
-                    const T ad = FABST(diff);
-                    row_loss += (double)(ad <= delta ? half * diff * diff
-                                                     : delta * ad - half * delta * delta);
-                    if (d) d[j] = (ad <= delta ? diff : (diff > (T)0 ? delta : -delta)) * inv;
-                }
-            }
-            total += (double)rw * row_loss / (double)cols;
-            if (d) FN(act_back_row)(act, slope, cols, a, d);
-            if (cols > 1) {
-                const int64_t label = y_int ? y_int[yr] : FN(argmax)(y + yr * cols, cols);
-                ok += FN(argmax)(a, cols) == label;
-            }
-        }
+    double *rl = (double *)scratch;
+    const size_t per = ((size_t)cols * sizeof(T) + 63) & ~(size_t)63;
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    T *prob = (T *)((char *)scratch + (((size_t)rows * sizeof(double) + 63) & ~(size_t)63) +
+                    (size_t)tid * per);
+    int64_t ok = 0;
+    FSGD_OMP_FOR
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t yr = y_rows ? y_rows[r] : r;
+        rl[r] = FN(cost_row)(&c, yr, Z + r * cols, D ? D + r * cols : NULL, prob, &ok);
     }
-#undef ROW_WEIGHT
-    *loss = total;
-    *correct = ok;
+    if (ok) {
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+        team->correct += ok;
+    }
+#ifdef _OPENMP
+#pragma omp single
+#endif
+    {
+        double total = 0.0;
+        for (int64_t r = 0; r < rows; r++) total += rl[r];
+        team->loss = total;
+    }
+}
+
+int FN(fsgd_output_cost)(int nthreads, int cost, double cost_param, int act, T slope,
+                         int64_t rows, int64_t cols, T *Z, const int64_t *y_int, const T *y,
+                         const int64_t *y_rows, int64_t scale_rows, const T *sample_w, T *D,
+                         double *loss, int64_t *correct)
+{
+    const int st =
+        FN(cost_check)(cost, cost_param, act, rows, cols, y_int, y, y_rows, scale_rows);
+    if (st) return st;
+    const int nt = fsgd_threads_for(nthreads, rows * cols * 8, FSGD_PAR_MIN);
+    void *scratch = fsgd_workspace(FN(cost_scratch)(rows, cols, nt));
+    if (!scratch) return FSGD_ERR_ALLOC;
+    fsgd_team team;
+    memset(&team, 0, sizeof team);
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(output_cost_team)(cost, cost_param, act, slope, rows, cols, Z, y_int, y, y_rows,
+                         scale_rows, sample_w, D, scratch, &team);
+    *loss = team.loss;
+    *correct = team.correct;
     return FSGD_OK;
 }
 

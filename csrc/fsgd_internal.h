@@ -72,4 +72,85 @@ static inline uint64_t fsgd_drop_threshold(double rate)
 #define FSGD_CAT_(a, b) a##_##b
 #define FSGD_CAT(a, b) FSGD_CAT_(a, b)
 
+
+/* ---- one parallel region per call --------------------------------------------
+ * The network's calls (fsgd_net_*) open one OpenMP region and run every layer
+ * inside it: each kernel has a team body whose loops are orphaned worksharing
+ * constructs (`omp for`), so they bind to that region's team, or run on one
+ * thread when called outside a region. Bodies end with a barrier (the loops'
+ * implicit one) unless they say otherwise. Work is split by independent rows,
+ * columns or tiles only: no sum's order depends on the team's size. */
+typedef struct {
+    char *scratch; /* shared by the team, sized before the region opens */
+    int status;    /* an error any thread met (FSGD_OK: none) */
+    int refused;   /* the optimizer's check pass found a non-finite value */
+    int kept;      /* the write pass found one (cannot happen after a clean check) */
+    double loss;
+    int64_t correct;
+} fsgd_team;
+
+/* Threads worth a product of M x N x K: about 2 MFLOP per thread. */
+static inline int fsgd_gemm_threads(int nthreads, int64_t M, int64_t N, int64_t K)
+{
+    int nt = nthreads < 1 ? 1 : nthreads;
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    const int64_t useful = (int64_t)(flops / 2.0e6) + 1;
+    if (useful < nt) nt = (int)useful;
+    return nt;
+}
+
+/* The blocking of one GEMM (gemm_tmpl.h). */
+typedef struct {
+    int64_t kc_blk, mc_blk;
+    int direct;   /* A read in place */
+    size_t b_off; /* packed B's offset in the scratch */
+    size_t bytes; /* scratch needed */
+} fsgd_gemm_shape;
+
+/* A GEMM epilogue: fn runs on each finished tile C[i0:i0+mv, j0:j0+nv] (the
+ * tile pointer c, row stride ldc) by the thread that computed it; colsum, when
+ * not NULL (and op(B) = B), receives the column sums of B over K, each summed
+ * by one thread with its rows in order. */
+#define FSGD_EPI_DECL(T, SFX)                                                                 \
+    typedef struct {                                                                          \
+        void (*fn)(const void *ctx, int64_t i0, int64_t j0, int mv, int nv, T *c,             \
+                   int64_t ldc);                                                              \
+        const void *ctx;                                                                      \
+        T *colsum;                                                                            \
+    } fsgd_epi_##SFX;                                                                         \
+    size_t fsgd_gemm_scratch_##SFX(int trans_a, const int64_t *a_rows, int64_t M, int64_t N,  \
+                                   int64_t K);                                                \
+    void fsgd_gemm_team_##SFX(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,      \
+                              T alpha, const T *A, int64_t lda, const int64_t *a_rows,        \
+                              const T *B, int64_t ldb, T beta, T *C, int64_t ldc,             \
+                              const fsgd_epi_##SFX *epi, void *scratch);
+FSGD_EPI_DECL(float, f32)
+FSGD_EPI_DECL(double, f64)
+#undef FSGD_EPI_DECL
+
+/* a worksharing loop of the team, and a region of nt threads (one: inactive) */
+#ifdef _OPENMP
+#define FSGD_OMP_FOR _Pragma("omp for schedule(static)")
+#define FSGD_REGION(nt) _Pragma("omp parallel num_threads(nt) if (nt > 1)")
+#else
+#define FSGD_OMP_FOR
+#define FSGD_REGION(nt)
+#endif
+
+#ifdef _OPENMP
+#define FSGD_TEAM_SET(field, value) _Pragma("omp atomic write") field = (value)
+#else
+#define FSGD_TEAM_SET(field, value) field = (value)
+#endif
+/* read a flag another thread may have set before the last barrier */
+static inline int fsgd_team_get(const int *field)
+{
+    int v;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+    v = *field;
+    return v;
+}
+
 #endif

@@ -151,8 +151,10 @@ static void FN(scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
 static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t M, int64_t N,
                           int64_t K, T alpha, const T *A, int64_t lda, const int64_t *a_rows,
                           const T *B, int64_t ldb, T beta, T *C, int64_t ldc, int64_t kc_blk,
-                          int64_t mc_blk, int direct, T *apack, T *bpack)
+                          int64_t mc_blk, int direct, T *apack, T *bpack,
+                          const FN(fsgd_epi) *epi)
 {
+    T *colsum = epi && !trans_b ? epi->colsum : NULL;
     const int mr = ki->mr, nr = ki->nr;
     const T *ptrs[FSGD_MAX_MR];
     for (int64_t jc = 0; jc < N; jc += ki->nc) {
@@ -161,13 +163,22 @@ static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t
         for (int64_t pc = 0; pc < K; pc += kc_blk) {
             const int64_t kc = (K - pc < kc_blk) ? K - pc : kc_blk;
             const T beta_eff = (pc == 0) ? beta : (T)1;
+            const int last = pc + kc >= K;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
             for (int64_t jr = 0; jr < n_jr; jr++) {
                 const int64_t j0 = jc + jr * nr;
                 const int64_t n = (jc + nc - j0 < nr) ? jc + nc - j0 : nr;
-                FN(pack_b_sliver)(ki, trans_b, B, ldb, j0, n, pc, kc, bpack + jr * nr * kc);
+                T *bs = bpack + jr * nr * kc;
+                FN(pack_b_sliver)(ki, trans_b, B, ldb, j0, n, pc, kc, bs);
+                if (colsum) { /* column sums of B over K, rows in order, one thread a column */
+                    T *restrict cs = colsum + j0;
+                    if (pc == 0)
+                        for (int64_t j = 0; j < n; j++) cs[j] = (T)0;
+                    for (int64_t k = 0; k < kc; k++)
+                        for (int64_t j = 0; j < n; j++) cs[j] += bs[k * nr + j];
+                }
             }
             for (int64_t ic = 0; ic < M; ic += mc_blk) {
                 const int64_t mc = (M - ic < mc_blk) ? M - ic : mc_blk;
@@ -196,10 +207,79 @@ static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t
                                                          mv, pc, apack + ir * mr * kc, ptrs);
                     ki->kern(kc, ptrs, cs, bpack + jr * nr * kc, C + i0 * ldc + j0, ldc, alpha,
                              beta_eff, mv, nv);
+                    /* the tile is final and still in L1: the epilogue runs on it now */
+                    if (last && epi && epi->fn)
+                        epi->fn(epi->ctx, i0, j0, mv, nv, C + i0 * ldc + j0, ldc);
                 }
             }
         }
     }
+}
+
+/* The blocking of one product: the same for every thread count. */
+static void FN(gemm_setup)(const FN(kinfo) *ki, int trans_a, const int64_t *a_rows, int64_t M,
+                           int64_t N, int64_t K, fsgd_gemm_shape *sh)
+{
+    const int64_t kk = K < 1 ? 1 : K, mm = M < 1 ? 1 : M, nn = N < 1 ? 1 : N;
+    const int64_t nkb = (kk + ki->kc - 1) / ki->kc;
+    int64_t kc_blk = (kk + nkb - 1) / nkb;
+    sh->kc_blk = (kc_blk + 7) & ~(int64_t)7;
+    const int64_t nmb = (mm + ki->mc - 1) / ki->mc;
+    const int64_t mc_blk = (mm + nmb - 1) / nmb;
+    sh->mc_blk = (mc_blk + ki->mr - 1) / ki->mr * ki->mr;
+    const int64_t ncap = nn < ki->nc ? nn : ki->nc;
+    const int64_t nc_pad = (ncap + ki->nr - 1) / ki->nr * ki->nr;
+    /* Read A in place when packing it cannot pay: few column slivers reuse
+       each packed A block (packing costs about 1/N of the arithmetic). A
+       transposed A with gathered rows is always packed. */
+    sh->direct = !(trans_a && a_rows) && N <= 4 * ki->nr;
+    const size_t a_bytes = sh->direct ? 0 : (size_t)(sh->mc_blk * sh->kc_blk) * sizeof(T);
+    sh->b_off = (a_bytes + 63) & ~(size_t)63;
+    sh->bytes = sh->b_off + (size_t)(nc_pad * sh->kc_blk) * sizeof(T) + 64;
+}
+
+size_t FN(fsgd_gemm_scratch)(int trans_a, const int64_t *a_rows, int64_t M, int64_t N, int64_t K)
+{
+    FN(kinfo) ki;
+    FN(select_kernel)(&ki);
+    fsgd_gemm_shape sh;
+    FN(gemm_setup)(&ki, trans_a, a_rows, M, N, K, &sh);
+    return sh.bytes;
+}
+
+/* The product run by every thread of a team (or by one thread outside a
+ * parallel region), with the team's scratch (fsgd_gemm_scratch bytes, 64-byte
+ * aligned) and an optional epilogue; ends with a barrier. */
+void FN(fsgd_gemm_team)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, T alpha,
+                        const T *A, int64_t lda, const int64_t *a_rows, const T *B, int64_t ldb,
+                        T beta, T *C, int64_t ldc, const FN(fsgd_epi) *epi, void *scratch)
+{
+    if (M == 0 || N == 0 || K == 0 || alpha == (T)0) {
+        FSGD_OMP_FOR
+        for (int64_t i = 0; i < M; i++) {
+            FN(scale_c)(1, N, beta, C + i * ldc, ldc);
+            if (epi && epi->fn && N > 0) epi->fn(epi->ctx, i, 0, 1, (int)N, C + i * ldc, ldc);
+        }
+        if (epi && epi->colsum && !trans_b) {
+#ifdef _OPENMP
+#pragma omp single
+#endif
+            for (int64_t j = 0; j < N; j++) {
+                T acc = (T)0;
+                for (int64_t k = 0; k < K; k++) acc += B[k * ldb + j];
+                epi->colsum[j] = acc;
+            }
+        }
+        return;
+    }
+    FN(kinfo) ki;
+    FN(select_kernel)(&ki);
+    fsgd_gemm_shape sh;
+    FN(gemm_setup)(&ki, trans_a, a_rows, M, N, K, &sh);
+    T *apack = (T *)scratch;
+    T *bpack = (T *)((char *)scratch + sh.b_off);
+    FN(gemm_body)(&ki, trans_a, trans_b, M, N, K, alpha, A, lda, a_rows, B, ldb, beta, C, ldc,
+                  sh.kc_blk, sh.mc_blk, sh.direct, apack, bpack, epi);
 }
 
 int FN(fsgd_gemm)(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -208,48 +288,18 @@ int FN(fsgd_gemm)(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
 {
     if (M < 0 || N < 0 || K < 0) return FSGD_ERR_ARG;
     if (M == 0 || N == 0) return FSGD_OK;
-    if (K == 0 || alpha == (T)0) {
-        FN(scale_c)(M, N, beta, C, ldc);
-        return FSGD_OK;
-    }
-    FN(kinfo) ki;
-    FN(select_kernel)(&ki);
-
-    /* balanced blocks: the same for every thread count */
-    const int64_t nkb = (K + ki.kc - 1) / ki.kc;
-    int64_t kc_blk = (K + nkb - 1) / nkb;
-    kc_blk = (kc_blk + 7) & ~(int64_t)7;
-    const int64_t nmb = (M + ki.mc - 1) / ki.mc;
-    int64_t mc_blk = (M + nmb - 1) / nmb;
-    mc_blk = (mc_blk + ki.mr - 1) / ki.mr * ki.mr;
-    const int64_t ncap = N < ki.nc ? N : ki.nc;
-    const int64_t nc_pad = (ncap + ki.nr - 1) / ki.nr * ki.nr;
-
-    const size_t a_bytes = (size_t)(mc_blk * kc_blk) * sizeof(T);
-    const size_t b_bytes = (size_t)(nc_pad * kc_blk) * sizeof(T);
-    char *ws = (char *)fsgd_workspace(a_bytes + b_bytes + 128);
+    void *ws = fsgd_workspace(FN(fsgd_gemm_scratch)(trans_a, a_rows, M, N, K));
     if (!ws) return FSGD_ERR_ALLOC;
-    T *apack = (T *)ws;
-    T *bpack = (T *)(ws + ((a_bytes + 63) & ~(size_t)63));
-
-    /* Read A in place when packing it cannot pay: few column slivers reuse
-       each packed A block (packing costs about 1/N of the arithmetic). A
-       transposed A with gathered rows is always packed. */
-    const int direct = !(trans_a && a_rows) && N <= 4 * ki.nr;
-
-    int nt = nthreads < 1 ? 1 : nthreads;
-    /* small products cannot pay for a team: about 2 MFLOP per extra thread */
-    const double flops = 2.0 * (double)M * (double)N * (double)K;
-    const int64_t useful = (int64_t)(flops / 2.0e6) + 1;
-    if (useful < nt) nt = (int)useful;
+    const int nt = fsgd_gemm_threads(nthreads, M, N, K);
+    (void)nt;
 #ifdef _OPENMP
     /* with nt == 1 this is an inactive region: the worksharing loops in the
        body then bind to a team of one, also when called from inside another
        parallel region */
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
-    FN(gemm_body)(&ki, trans_a, trans_b, M, N, K, alpha, A, lda, a_rows, B, ldb, beta, C, ldc,
-                  kc_blk, mc_blk, direct, apack, bpack);
+    FN(fsgd_gemm_team)(trans_a, trans_b, M, N, K, alpha, A, lda, a_rows, B, ldb, beta, C, ldc,
+                       NULL, ws);
     return FSGD_OK;
 }
 

@@ -10,14 +10,50 @@
 #define GEMM FN(fsgd_gemm)
 
 /* ---- the dense layer ------------------------------------------------------ */
+/* Team body: Z = f(X[x_rows] W + b), bias and elementwise activations applied to
+   each tile of the product as it is written; softmax (row-wise) in a pass after. */
+static void FN(dense_forward_team)(int64_t rows, int64_t n_in, int64_t n_out, const T *X,
+                                   int64_t ldx, const int64_t *x_rows, const T *W, const T *b,
+                                   int act, T slope, T *Z, void *scratch)
+{
+    const int fuse = FN(act_elementwise)(act);
+    FN(fwd_epi_ctx) ctx = {b, fuse ? act : FSGD_ACT_LINEAR, slope};
+    const FN(fsgd_epi) epi = {FN(fwd_epi), &ctx, NULL};
+    FN(fsgd_gemm_team)(0, 0, rows, n_out, n_in, (T)1, X, ldx, x_rows, W, n_out, (T)0, Z, n_out,
+                       &epi, scratch);
+    if (!fuse) FN(act_forward_team)(act, slope, rows, n_out, Z);
+}
+
+/* Team body: D holds dL/dA, or dL/dZ when dz (the product that wrote it applied the
+   activation's derivative). dW = X^T D with db, the column sums of D, taken where
+   the product packs D; dX = D W^T with dx_epi (the layer below's activation
+   derivative, or NULL) applied to its tiles. */
+static void FN(dense_backward_team)(int64_t rows, int64_t n_in, int64_t n_out, const T *X,
+                                    int64_t ldx, const int64_t *x_rows, const T *W,
+                                    const T *A, int act, T slope, int dz, T *D, T *dW, T *db,
+                                    T *dX, const FN(fsgd_epi) *dx_epi, void *scratch)
+{
+    if (!dz) FN(act_backward_team)(act, slope, rows, n_out, A, D);
+    const FN(fsgd_epi) epi = {NULL, NULL, db};
+    FN(fsgd_gemm_team)(1, 0, n_in, n_out, rows, (T)1, X, ldx, x_rows, D, n_out, (T)0, dW,
+                       n_out, &epi, scratch);
+    if (dX)
+        FN(fsgd_gemm_team)(0, 1, rows, n_in, n_out, (T)1, D, n_out, NULL, W, n_out, (T)0, dX,
+                           n_in, dx_epi, scratch);
+}
+
 int FN(fsgd_dense_forward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_out, const T *X,
                            int64_t ldx, const int64_t *x_rows, const T *W, const T *b, int act,
                            T slope, T *Z)
 {
-    int st = GEMM(nthreads, 0, 0, rows, n_out, n_in, (T)1, X, ldx, x_rows, W, n_out, (T)0, Z,
-                  n_out);
-    if (st) return st;
-    FN(bias_act)(nthreads, act, slope, rows, n_out, b, Z);
+    if (rows < 0 || n_in < 0 || n_out < 0) return FSGD_ERR_ARG;
+    if (rows == 0 || n_out == 0) return FSGD_OK;
+    void *scratch = fsgd_workspace(FN(fsgd_gemm_scratch)(0, x_rows, rows, n_out, n_in));
+    if (!scratch) return FSGD_ERR_ALLOC;
+    const int nt = fsgd_gemm_threads(nthreads, rows, n_out, n_in);
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(dense_forward_team)(rows, n_in, n_out, X, ldx, x_rows, W, b, act, slope, Z, scratch);
     return FSGD_OK;
 }
 
@@ -25,14 +61,18 @@ int FN(fsgd_dense_backward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_
                             const T *X, int64_t ldx, const int64_t *x_rows, const T *W,
                             const T *A, int act, T slope, T *D, T *dW, T *db, T *dX)
 {
-    FN(fsgd_act_backward)(nthreads, act, slope, rows, n_out, A, D);
-    int st = GEMM(nthreads, 1, 0, n_in, n_out, rows, (T)1, X, ldx, x_rows, D, n_out, (T)0, dW,
-                  n_out);
-    if (st) return st;
-    FN(fsgd_col_sums)(nthreads, rows, n_out, D, db);
-    if (dX) st = GEMM(nthreads, 0, 1, rows, n_in, n_out, (T)1, D, n_out, NULL, W, n_out, (T)0,
-                      dX, n_in);
-    return st;
+    if (rows < 0 || n_in < 0 || n_out < 0) return FSGD_ERR_ARG;
+    size_t need = FN(fsgd_gemm_scratch)(1, x_rows, n_in, n_out, rows);
+    const size_t need_dx = FN(fsgd_gemm_scratch)(0, NULL, rows, n_in, n_out);
+    if (dX && need_dx > need) need = need_dx;
+    void *scratch = fsgd_workspace(need);
+    if (!scratch) return FSGD_ERR_ALLOC;
+    const int nt = fsgd_gemm_threads(nthreads, rows, n_in, n_out);
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(dense_backward_team)(rows, n_in, n_out, X, ldx, x_rows, W, A, act, slope, 0, D, dW, db,
+                            dX, NULL, scratch);
+    return FSGD_OK;
 }
 
 /* ---- dropout ---------------------------------------------------------------- */
@@ -45,18 +85,15 @@ FSGD_CLONES static void FN(dropout_row)(uint64_t rk, uint64_t thr, T keep, int64
         out[j] = fsgd_drop_bits(rk, j) < thr ? in[j] / keep : (T)0;
 }
 
-void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, int64_t row0,
-                      int64_t rows, int64_t cols, const T *X, int64_t ldx,
-                      const int64_t *x_rows, T *A, const T *D, T *dX)
+/* team body of fsgd_dropout */
+static void FN(dropout_team)(double rate, uint64_t seed, uint64_t step, int64_t row0,
+                             int64_t rows, int64_t cols, const T *X, int64_t ldx,
+                             const int64_t *x_rows, T *A, const T *D, T *dX)
 {
     const uint64_t thr = fsgd_drop_threshold(rate);
     const T keep = (T)(1.0 - rate);
     const uint64_t bkey = fsgd_drop_batch_key(seed, step);
-    const int nt = fsgd_threads_for(nthreads, rows * cols, FSGD_PAR_MIN / 4);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
+    FSGD_OMP_FOR
     for (int64_t r = 0; r < rows; r++) {
         const uint64_t rk = fsgd_drop_row_key(bkey, row0 + r);
         const T *in = D ? D + r * cols : X + (x_rows ? x_rows[r] : r) * ldx;
@@ -64,23 +101,28 @@ void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, i
     }
 }
 
+void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, int64_t row0,
+                      int64_t rows, int64_t cols, const T *X, int64_t ldx,
+                      const int64_t *x_rows, T *A, const T *D, T *dX)
+{
+    const int nt = fsgd_threads_for(nthreads, rows * cols, FSGD_PAR_MIN / 4);
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(dropout_team)(rate, seed, step, row0, rows, cols, X, ldx, x_rows, A, D, dX);
+}
+
 /* ---- batch normalization ---------------------------------------------------- */
 #define FSGD_BN_BLOCK 32 /* columns per thread in the per-column reductions */
 
 /* aux = [mean, var, inv_std] of the columns of X[x_rows] (biased variance, two passes;
    each column summed by one thread, rows in order) */
-static void FN(bn_stats)(int nthreads, int64_t rows, int64_t cols, const T *X, int64_t ldx,
-                         const int64_t *x_rows, double epsilon, T *aux)
+static void FN(bn_stats_team)(int64_t rows, int64_t cols, const T *X, int64_t ldx,
+                              const int64_t *x_rows, double epsilon, T *aux)
 {
     T *mean = aux, *var = aux + cols, *inv = aux + 2 * cols;
     const int64_t nblk = (cols + FSGD_BN_BLOCK - 1) / FSGD_BN_BLOCK;
-    int nt = fsgd_threads_for(nthreads, rows * cols, FSGD_PAR_MIN / 4);
-    if (nt > nblk) nt = (int)nblk;
-    (void)nt;
     const T n = (T)rows;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
+    FSGD_OMP_FOR
     for (int64_t cb = 0; cb < nblk; cb++) {
         const int64_t c0 = cb * FSGD_BN_BLOCK;
         const int64_t w = c0 + FSGD_BN_BLOCK < cols ? FSGD_BN_BLOCK : cols - c0;
@@ -106,14 +148,11 @@ static void FN(bn_stats)(int nthreads, int64_t rows, int64_t cols, const T *X, i
 }
 
 /* A = (X - mean) * k + beta with k = inv_std * gamma, rows split between threads */
-static void FN(bn_apply)(int nthreads, int64_t rows, int64_t cols, const T *X, int64_t ldx,
-                         const int64_t *x_rows, const T *mean, const T *k, const T *beta, T *A)
+static void FN(bn_apply_team)(int64_t rows, int64_t cols, const T *X, int64_t ldx,
+                              const int64_t *x_rows, const T *mean, const T *k, const T *beta,
+                              T *A)
 {
-    const int nt = fsgd_threads_for(nthreads, rows * cols, FSGD_PAR_MIN);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
+    FSGD_OMP_FOR
     for (int64_t r = 0; r < rows; r++) {
         const T *restrict x = X + (x_rows ? x_rows[r] : r) * ldx;
         T *restrict a = A + r * cols;
@@ -147,22 +186,15 @@ static int FN(bn_moving)(const fsgd_layer *L, T *state, int commit)
 /* D (dL/dA) -> dgamma, dbeta (when not NULL) and dX (when not NULL), with
    xhat = (x - mean) inv recomputed from X:
    dbeta = sum D, dgamma = sum D xhat,
-   dX = gamma inv / n (n D - dbeta - xhat dgamma) */
-static int FN(bn_backward)(int nthreads, int64_t rows, int64_t cols, const T *X, int64_t ldx,
-                           const int64_t *x_rows, const T *aux, const T *gamma, const T *D,
-                           T *dgamma, T *dbeta, T *dX)
+   dX = gamma inv / n (n D - dbeta - xhat dgamma); sums: 2 cols of team scratch */
+static void FN(bn_backward_team)(int64_t rows, int64_t cols, const T *X, int64_t ldx,
+                                 const int64_t *x_rows, const T *aux, const T *gamma,
+                                 const T *D, T *dgamma, T *dbeta, T *dX, T *sums)
 {
     const T *mean = aux, *inv = aux + 2 * cols;
-    T *sums = (T *)fsgd_workspace((size_t)(2 * cols) * sizeof(T));
-    if (!sums) return FSGD_ERR_ALLOC;
     T *sd = sums, *sdx = sums + cols;
     const int64_t nblk = (cols + FSGD_BN_BLOCK - 1) / FSGD_BN_BLOCK;
-    int nt = fsgd_threads_for(nthreads, rows * cols, FSGD_PAR_MIN / 4);
-    if (nt > nblk) nt = (int)nblk;
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
+    FSGD_OMP_FOR
     for (int64_t cb = 0; cb < nblk; cb++) {
         const int64_t c0 = cb * FSGD_BN_BLOCK;
         const int64_t w = c0 + FSGD_BN_BLOCK < cols ? FSGD_BN_BLOCK : cols - c0;
@@ -177,16 +209,12 @@ static int FN(bn_backward)(int nthreads, int64_t rows, int64_t cols, const T *X,
                 s2[j] += d[j] * ((x[j] - m[j]) * iv[j]);
             }
         }
+        if (dbeta) memcpy(dbeta + c0, s1, (size_t)w * sizeof(T));
+        if (dgamma) memcpy(dgamma + c0, s2, (size_t)w * sizeof(T));
     }
-    if (dbeta) memcpy(dbeta, sd, (size_t)cols * sizeof(T));
-    if (dgamma) memcpy(dgamma, sdx, (size_t)cols * sizeof(T));
-    if (!dX) return FSGD_OK;
+    if (!dX) return;
     const T n = (T)rows;
-    const int nt2 = fsgd_threads_for(nthreads, rows * cols, FSGD_PAR_MIN);
-    (void)nt2;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt2) if (nt2 > 1)
-#endif
+    FSGD_OMP_FOR
     for (int64_t r = 0; r < rows; r++) {
         const T *restrict x = X + (x_rows ? x_rows[r] : r) * ldx;
         const T *restrict d = D + r * cols;
@@ -197,7 +225,6 @@ static int FN(bn_backward)(int nthreads, int64_t rows, int64_t cols, const T *X,
             o[j] = g * inv[j] / n * (n * d[j] - sd[j] - xhat * sdx[j]);
         }
     }
-    return FSGD_OK;
 }
 
 /* ---- a layer of the plan ------------------------------------------------- */
@@ -216,110 +243,243 @@ static inline const T *FN(layer_input)(const fsgd_net *net, int l, const T *X, i
     return (const T *)net->layers[l - 1].A;
 }
 
-static int FN(layer_forward)(const fsgd_net *net, int l, int64_t rows, const T *in, int64_t ld,
-                             const int64_t *in_rows, int act)
+/* a dense layer whose activation the product above it can apply (see dense_backward_team) */
+static inline int FN(fusable_below)(const fsgd_net *net, int l)
+{
+    return l > 0 && net->layers[l - 1].kind == FSGD_LAYER_DENSE &&
+           !(l - 1 == 0 && net->x_csr) && FN(act_elementwise)(net->layers[l - 1].act);
+}
+
+static void FN(layer_forward_team)(const fsgd_net *net, int l, int64_t rows, const T *in,
+                                   int64_t ld, const int64_t *in_rows, int act, fsgd_team *team)
 {
     const fsgd_layer *L = &net->layers[l];
     const T *params = (const T *)net->params;
     const int training = net->grads != NULL;
     switch (L->kind) {
     case FSGD_LAYER_DENSE:
-        if (l == 0 && net->x_csr)
-            return FN(fsgd_csr_dense_forward)(net->nthreads, rows, L->n_in, L->n_out, net->x_csr,
-                                              in_rows, params + L->w_offset,
-                                              params + L->b_offset, act, (T)L->slope, (T *)L->A);
-        return FN(fsgd_dense_forward)(net->nthreads, rows, L->n_in, L->n_out, in, ld, in_rows,
-                                      params + L->w_offset, params + L->b_offset, act,
-                                      (T)L->slope, (T *)L->A);
+        if (l == 0 && net->x_csr) {
+#ifdef _OPENMP
+#pragma omp single
+#endif
+            {
+                const int st = FN(fsgd_csr_dense_forward)(
+                    1, rows, L->n_in, L->n_out, net->x_csr, in_rows, params + L->w_offset,
+                    params + L->b_offset, act, (T)L->slope, (T *)L->A);
+                if (st) FSGD_TEAM_SET(team->status, st);
+            }
+            return;
+        }
+        FN(dense_forward_team)(rows, L->n_in, L->n_out, in, ld, in_rows, params + L->w_offset,
+                               params + L->b_offset, act, (T)L->slope, (T *)L->A,
+                               team->scratch);
+        return;
     case FSGD_LAYER_DROPOUT:
         if (training && L->rate > 0.0) {
-            FN(fsgd_dropout)(net->nthreads, L->rate, L->seed, net->seed_step, net->seed_row0,
-                             rows, L->n_out, in, ld, in_rows, (T *)L->A, NULL, NULL);
+            FN(dropout_team)(L->rate, L->seed, net->seed_step, net->seed_row0, rows, L->n_out, in,
+                             ld, in_rows, (T *)L->A, NULL, NULL);
         } else if ((const T *)L->A != in || in_rows) { /* identity */
+            FSGD_OMP_FOR
             for (int64_t r = 0; r < rows; r++)
                 memcpy((T *)L->A + r * L->n_out, in + (in_rows ? in_rows[r] : r) * ld,
                        (size_t)L->n_out * sizeof(T));
         }
-        return FSGD_OK;
+        return;
     case FSGD_LAYER_BATCH_NORM: {
         const T *gamma = L->w_offset >= 0 ? params + L->w_offset : NULL;
         const T *beta = L->b_offset >= 0 ? params + L->b_offset : NULL;
         const int64_t n = L->n_out;
-        T *k = (T *)fsgd_workspace((size_t)n * sizeof(T));
-        if (!k) return FSGD_ERR_ALLOC;
+        T *k = (T *)team->scratch;
         const T *mean;
         if (training) {
-            FN(bn_stats)(net->nthreads, rows, n, in, ld, in_rows, L->epsilon, (T *)L->aux);
+            FN(bn_stats_team)(rows, n, in, ld, in_rows, L->epsilon, (T *)L->aux);
             mean = (const T *)L->aux;
-            const T *inv = mean + 2 * n;
-            for (int64_t j = 0; j < n; j++) k[j] = gamma ? inv[j] * gamma[j] : inv[j];
         } else {
             mean = (const T *)net->state + L->s_offset;
-            const T *var = mean + n;
-            for (int64_t j = 0; j < n; j++) {
-                const T inv = (T)1 / SQRTT(var[j] + (T)L->epsilon);
-                k[j] = gamma ? inv * gamma[j] : inv;
+        }
+#ifdef _OPENMP
+#pragma omp single
+#endif
+        {
+            if (training) {
+                const T *inv = mean + 2 * n;
+                for (int64_t j = 0; j < n; j++) k[j] = gamma ? inv[j] * gamma[j] : inv[j];
+            } else {
+                const T *var = mean + n;
+                for (int64_t j = 0; j < n; j++) {
+                    const T inv = (T)1 / SQRTT(var[j] + (T)L->epsilon);
+                    k[j] = gamma ? inv * gamma[j] : inv;
+                }
             }
         }
-        FN(bn_apply)(net->nthreads, rows, n, in, ld, in_rows, mean, k, beta, (T *)L->A);
-        return FSGD_OK;
+        FN(bn_apply_team)(rows, n, in, ld, in_rows, mean, k, beta, (T *)L->A);
+        return;
     }
     default:
-        return FSGD_ERR_ARG;
+        FSGD_TEAM_SET(team->status, FSGD_ERR_ARG);
+        return;
     }
 }
 
-/* D of layer l holds dL/dA (dL/dZ for the output layer: act is then linear) */
-static int FN(layer_backward)(const fsgd_net *net, int l, int64_t rows, const T *in, int64_t ld,
-                              const int64_t *in_rows, int act)
+/* D of layer l holds dL/dA, or dL/dZ when dz (the output layer's, or one whose
+   activation derivative the product above applied) */
+static void FN(layer_backward_team)(const fsgd_net *net, int l, int64_t rows, const T *in,
+                                    int64_t ld, const int64_t *in_rows, int dz, fsgd_team *team)
 {
     const fsgd_layer *L = &net->layers[l];
     const T *params = (const T *)net->params;
     T *grads = (T *)net->grads;
     T *dx = l > 0 ? (T *)net->layers[l - 1].D : NULL;
     switch (L->kind) {
-    case FSGD_LAYER_DENSE:
-        if (l == 0 && net->x_csr)
-            return FN(fsgd_csr_dense_backward)(net->nthreads, rows, L->n_in, L->n_out, net->x_csr,
-                                               in_rows, (const T *)L->A, act, (T)L->slope,
-                                               (T *)L->D, grads + L->w_offset,
-                                               grads + L->b_offset);
-        return FN(fsgd_dense_backward)(net->nthreads, rows, L->n_in, L->n_out, in, ld, in_rows,
-                                       params + L->w_offset, (const T *)L->A, act, (T)L->slope,
-                                       (T *)L->D, grads + L->w_offset, grads + L->b_offset, dx);
+    case FSGD_LAYER_DENSE: {
+        if (l == 0 && net->x_csr) {
+#ifdef _OPENMP
+#pragma omp single
+#endif
+            {
+                const int st = FN(fsgd_csr_dense_backward)(
+                    1, rows, L->n_in, L->n_out, net->x_csr, in_rows, (const T *)L->A,
+                    dz ? FSGD_ACT_LINEAR : L->act, (T)L->slope, (T *)L->D, grads + L->w_offset,
+                    grads + L->b_offset);
+                if (st) FSGD_TEAM_SET(team->status, st);
+            }
+            return;
+        }
+        FN(bwd_epi_ctx) ctx;
+        FN(fsgd_epi) epi = {FN(bwd_epi), &ctx, NULL};
+        const int fuse = FN(fusable_below)(net, l);
+        if (fuse) {
+            const fsgd_layer *B = &net->layers[l - 1];
+            ctx.A = (const T *)B->A;
+            ctx.lda = B->n_out;
+            ctx.act = B->act;
+            ctx.slope = (T)B->slope;
+        }
+        FN(dense_backward_team)(rows, L->n_in, L->n_out, in, ld, in_rows, params + L->w_offset,
+                                (const T *)L->A, L->act, (T)L->slope, dz, (T *)L->D,
+                                grads + L->w_offset, grads + L->b_offset, dx,
+                                fuse ? &epi : NULL, team->scratch);
+        return;
+    }
     case FSGD_LAYER_DROPOUT:
-        if (!dx) return FSGD_OK;
-        if (L->rate > 0.0)
-            FN(fsgd_dropout)(net->nthreads, L->rate, L->seed, net->seed_step, net->seed_row0,
-                             rows, L->n_out, NULL, 0, NULL, NULL, (const T *)L->D, dx);
-        else
-            memcpy(dx, L->D, (size_t)(rows * L->n_out) * sizeof(T));
-        return FSGD_OK;
+        if (!dx) return;
+        if (L->rate > 0.0) {
+            FN(dropout_team)(L->rate, L->seed, net->seed_step, net->seed_row0, rows, L->n_out,
+                             NULL, 0, NULL, NULL, (const T *)L->D, dx);
+        } else {
+            FSGD_OMP_FOR
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(dx + r * L->n_out, (const T *)L->D + r * L->n_out,
+                       (size_t)L->n_out * sizeof(T));
+        }
+        return;
     case FSGD_LAYER_BATCH_NORM:
-        return FN(bn_backward)(net->nthreads, rows, L->n_out, in, ld, in_rows, (const T *)L->aux,
-                               L->w_offset >= 0 ? params + L->w_offset : NULL, (const T *)L->D,
-                               L->w_offset >= 0 ? grads + L->w_offset : NULL,
-                               L->b_offset >= 0 ? grads + L->b_offset : NULL, dx);
+        FN(bn_backward_team)(rows, L->n_out, in, ld, in_rows, (const T *)L->aux,
+                             L->w_offset >= 0 ? params + L->w_offset : NULL, (const T *)L->D,
+                             L->w_offset >= 0 ? grads + L->w_offset : NULL,
+                             L->b_offset >= 0 ? grads + L->b_offset : NULL, dx,
+                             (T *)team->scratch);
+        return;
     default:
-        return FSGD_ERR_ARG;
+        FSGD_TEAM_SET(team->status, FSGD_ERR_ARG);
+        return;
     }
 }
 
 /* ---- the network ----------------------------------------------------------- */
-int FN(fsgd_net_forward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
-                         const int64_t *x_rows, int out_act)
+/* scratch one call's team needs: the largest product's packing buffers, batch
+   normalization's 3 n_out, the cost's row losses (phases run one after another) */
+static size_t FN(net_scratch)(const fsgd_net *net, int64_t rows, const int64_t *x_rows,
+                              int backward, int nt)
 {
-    if (rows < 1 || rows > net->capacity || (!X && !net->x_csr)) return FSGD_ERR_ARG;
+    size_t need = 0;
+#define FSGD_NEED(x)                                                                          \
+    do {                                                                                      \
+        const size_t need_ = (x);                                                             \
+        if (need_ > need) need = need_;                                                       \
+    } while (0)
+    for (int l = 0; l < net->n_layers; l++) {
+        const fsgd_layer *L = &net->layers[l];
+        if (L->kind == FSGD_LAYER_BATCH_NORM) FSGD_NEED(3 * (size_t)L->n_out * sizeof(T));
+        if (L->kind != FSGD_LAYER_DENSE || (l == 0 && net->x_csr)) continue;
+        const int64_t *xr = l == 0 ? x_rows : NULL;
+        FSGD_NEED(FN(fsgd_gemm_scratch)(0, xr, rows, L->n_out, L->n_in));
+        if (!backward) continue;
+        FSGD_NEED(FN(fsgd_gemm_scratch)(1, xr, L->n_in, L->n_out, rows));
+        if (l > 0) FSGD_NEED(FN(fsgd_gemm_scratch)(0, NULL, rows, L->n_in, L->n_out));
+    }
+    FSGD_NEED(FN(cost_scratch)(rows, net->layers[net->n_layers - 1].n_out, nt));
+#undef FSGD_NEED
+    return need + 64;
+}
+
+/* the team for one call: about 2 MFLOP of products per thread */
+static int FN(net_threads)(const fsgd_net *net, int64_t rows, int backward)
+{
+    int64_t macs = 0;
+    for (int l = 0; l < net->n_layers; l++) macs += net->layers[l].n_in * net->layers[l].n_out;
+    return fsgd_gemm_threads(net->nthreads, rows, macs, backward ? 3 : 1);
+}
+
+static void FN(net_forward_team)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
+                                 const int64_t *x_rows, int out_act, fsgd_team *team)
+{
     for (int l = 0; l < net->n_layers; l++) {
         int64_t ld;
         const int64_t *ir;
         const T *in = FN(layer_input)(net, l, X, ldx, x_rows, &ld, &ir);
         const int act =
             (l == net->n_layers - 1 && !out_act) ? FSGD_ACT_LINEAR : net->layers[l].act;
-        const int st = FN(layer_forward)(net, l, rows, in, ld, ir, act);
-        if (st) return st;
+        FN(layer_forward_team)(net, l, rows, in, ld, ir, act, team);
+        if (fsgd_team_get(&team->status)) return;
     }
-    return FSGD_OK;
+}
+
+static void FN(net_cost_team)(const fsgd_net *net, int64_t rows, const int64_t *y_int,
+                              const T *y, const int64_t *y_rows, int with_grad,
+                              fsgd_team *team)
+{
+    const fsgd_layer *out = &net->layers[net->n_layers - 1];
+    FN(output_cost_team)(net->cost, net->cost_param, out->act, (T)out->slope, rows, out->n_out,
+                         (T *)out->A, y_int, y, y_rows, rows, (const T *)net->sample_w,
+                         with_grad ? (T *)out->D : NULL, team->scratch, team);
+}
+
+static void FN(net_backward_team)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
+                                  const int64_t *x_rows, fsgd_team *team)
+{
+    const int nl = net->n_layers;
+    for (int l = nl - 1; l >= 0; l--) {
+        int64_t ld;
+        const int64_t *ir;
+        const T *in = FN(layer_input)(net, l, X, ldx, x_rows, &ld, &ir);
+        /* the output layer's D holds dL/dZ, and so does a layer's whose activation
+           derivative the product above applied */
+        const int dz = l == nl - 1 || (net->layers[l + 1].kind == FSGD_LAYER_DENSE &&
+                                       FN(fusable_below)(net, l + 1));
+        FN(layer_backward_team)(net, l, rows, in, ld, ir, dz, team);
+        if (fsgd_team_get(&team->status)) return;
+    }
+}
+
+static int FN(net_args)(const fsgd_net *net, int64_t rows, const T *X)
+{
+    return (rows < 1 || rows > net->capacity || (!X && !net->x_csr)) ? FSGD_ERR_ARG : FSGD_OK;
+}
+
+int FN(fsgd_net_forward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
+                         const int64_t *x_rows, int out_act)
+{
+    if (FN(net_args)(net, rows, X)) return FSGD_ERR_ARG;
+    const int nt = FN(net_threads)(net, rows, 0);
+    fsgd_team team;
+    memset(&team, 0, sizeof team);
+    team.scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, 0, nt));
+    if (!team.scratch) return FSGD_ERR_ALLOC;
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(net_forward_team)(net, rows, X, ldx, x_rows, out_act, &team);
+    return team.status;
 }
 
 int FN(fsgd_net_cost)(const fsgd_net *net, int64_t rows, const int64_t *y_int, const T *y,
@@ -334,23 +494,61 @@ int FN(fsgd_net_cost)(const fsgd_net *net, int64_t rows, const int64_t *y_int, c
                                 with_grad ? (T *)out->D : NULL, loss, correct);
 }
 
+static int FN(backward_args)(const fsgd_net *net, int64_t rows, const T *X)
+{
+    if (FN(net_args)(net, rows, X) || !net->grads) return FSGD_ERR_ARG;
+    for (int l = 0; l < net->n_layers; l++)
+        if (!net->layers[l].D) return FSGD_ERR_ARG;
+    return FSGD_OK;
+}
+
 int FN(fsgd_net_backward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
                           const int64_t *x_rows)
 {
-    if (rows < 1 || rows > net->capacity || (!X && !net->x_csr) || !net->grads)
-        return FSGD_ERR_ARG;
-    const int nl = net->n_layers;
-    for (int l = nl - 1; l >= 0; l--) {
-        if (!net->layers[l].D) return FSGD_ERR_ARG;
-        int64_t ld;
-        const int64_t *ir;
-        const T *in = FN(layer_input)(net, l, X, ldx, x_rows, &ld, &ir);
-        /* the output layer's D already holds dL/dZ */
-        const int act = l == nl - 1 ? FSGD_ACT_LINEAR : net->layers[l].act;
-        const int st = FN(layer_backward)(net, l, rows, in, ld, ir, act);
-        if (st) return st;
-    }
-    return FSGD_OK;
+    if (FN(backward_args)(net, rows, X)) return FSGD_ERR_ARG;
+    const int nt = FN(net_threads)(net, rows, 1);
+    fsgd_team team;
+    memset(&team, 0, sizeof team);
+    team.scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, 1, nt));
+    if (!team.scratch) return FSGD_ERR_ALLOC;
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(net_backward_team)(net, rows, X, ldx, x_rows, &team);
+    return team.status;
+}
+
+/* every phase of a training step, run by the team of one parallel region */
+static void FN(train_team)(const fsgd_net *net, const fsgd_opt *opt,
+                           const FN(update_prep) *prep, const fsgd_update_plan *plan,
+                           int64_t rows, const T *X, int64_t ldx, const int64_t *x_rows,
+                           const int64_t *y_int, const T *y, const int64_t *y_rows,
+                           fsgd_team *team)
+{
+    FN(net_forward_team)(net, rows, X, ldx, x_rows, 0, team);
+    if (fsgd_team_get(&team->status)) return;
+    FN(net_cost_team)(net, rows, y_int, y, y_rows, 1, team);
+    if (!(team->loss - team->loss == 0.0)) return; /* the same answer in every thread */
+    FN(net_backward_team)(net, rows, X, ldx, x_rows, team);
+    if (fsgd_team_get(&team->status) || !opt) return;
+    /* batch normalization's moving statistics move with a successful step only */
+#ifdef _OPENMP
+#pragma omp single
+#endif
+    for (int l = 0; l < net->n_layers; l++)
+        if (net->layers[l].kind == FSGD_LAYER_BATCH_NORM &&
+            FN(bn_moving)(&net->layers[l], (T *)net->state, 0)) {
+            FSGD_TEAM_SET(team->status, FSGD_ERR_NONFINITE);
+            break;
+        }
+    if (fsgd_team_get(&team->status)) return;
+    FN(update_team)(prep, opt, plan, team);
+    if (fsgd_team_get(&team->refused) || fsgd_team_get(&team->kept)) return;
+#ifdef _OPENMP
+#pragma omp single
+#endif
+    for (int l = 0; l < net->n_layers; l++)
+        if (net->layers[l].kind == FSGD_LAYER_BATCH_NORM)
+            FN(bn_moving)(&net->layers[l], (T *)net->state, 1);
 }
 
 int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
@@ -361,25 +559,28 @@ int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
     if (opt && (!plan || plan->params != net->params || plan->grads != net->grads ||
                 plan->size != net->n_params))
         return FSGD_ERR_ARG;
-    int st = FN(fsgd_net_forward)(net, rows, X, ldx, x_rows, 0);
+    /* everything that can be refused is checked before the region opens */
+    if (FN(backward_args)(net, rows, X) || net->cost < 0) return FSGD_ERR_ARG;
+    const fsgd_layer *out = &net->layers[net->n_layers - 1];
+    int st = FN(cost_check)(net->cost, net->cost_param, out->act, rows, out->n_out, y_int, y,
+                            y_rows, rows);
     if (st) return st;
-    st = FN(fsgd_net_cost)(net, rows, y_int, y, y_rows, 1, loss, correct);
-    if (st) return st;
-    if (!(*loss - *loss == 0.0)) return FSGD_ERR_NONFINITE;
-    st = FN(fsgd_net_backward)(net, rows, X, ldx, x_rows);
-    if (st || !opt) return st;
-    /* batch normalization's moving statistics move with a successful step only */
-    for (int l = 0; l < net->n_layers; l++)
-        if (net->layers[l].kind == FSGD_LAYER_BATCH_NORM) {
-            st = FN(bn_moving)(&net->layers[l], (T *)net->state, 0);
-            if (st) return st;
-        }
-    st = FN(fsgd_update)(net->nthreads, opt, plan);
-    if (st) return st;
-    for (int l = 0; l < net->n_layers; l++)
-        if (net->layers[l].kind == FSGD_LAYER_BATCH_NORM)
-            FN(bn_moving)(&net->layers[l], (T *)net->state, 1);
-    return FSGD_OK;
+    FN(update_prep) prep;
+    memset(&prep, 0, sizeof prep);
+    if (opt && (st = FN(update_prepare)(opt, plan, &prep))) return st;
+    const int nt = FN(net_threads)(net, rows, 1);
+    fsgd_team team;
+    memset(&team, 0, sizeof team);
+    team.scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, 1, nt));
+    if (!team.scratch) return FSGD_ERR_ALLOC;
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(train_team)(net, opt, &prep, plan, rows, X, ldx, x_rows, y_int, y, y_rows, &team);
+    *loss = team.loss;
+    *correct = team.correct;
+    if (team.status) return team.status;
+    if (!(team.loss - team.loss == 0.0)) return FSGD_ERR_NONFINITE;
+    return (team.refused || team.kept) ? FSGD_ERR_NONFINITE : FSGD_OK;
 }
 
 #undef FSGD_BN_BLOCK

@@ -175,7 +175,16 @@ static int FN(update_range)(FN(upd_fn) fn, int plain_sgd, const FN(rule_settings
     return bad;
 }
 
-int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *plan)
+/* A step, prepared: the rule's function and settings. */
+typedef struct {
+    FN(upd_fn) fn;
+    int plain_sgd;
+    FN(rule_settings) u;
+} FN(update_prep);
+
+/* check the plan and the options, and prepare the step (no writes) */
+static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
+                              FN(update_prep) *out)
 {
     if (!o || !plan || plan->size < 0 || plan->n_segments < 0) return FSGD_ERR_ARG;
     if (plan->n_segments > 0 && !plan->segments) return FSGD_ERR_ARG;
@@ -188,6 +197,7 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *pla
         end = seg->offset + seg->size;
     }
     FN(rule_settings) u;
+    memset(&u, 0, sizeof u);
     u.lr = (T)o->lr;
     u.mu = (T)o->momentum;
     u.rho = (T)o->rho;
@@ -228,39 +238,53 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *pla
     }
     if ((need0 && !plan->slots[0]) || (need1 && !plan->slots[1]) || (need2 && !plan->slots[2]))
         return FSGD_ERR_ARG;
-    const int plain_sgd = o->kind == FSGD_OPT_SGD && !mom;
+    out->fn = fn;
+    out->plain_sgd = o->kind == FSGD_OPT_SGD && !mom;
+    out->u = u;
+    return FSGD_OK;
+}
+
+/* The team body: the check pass over each thread's part of the flat range, a
+ * barrier, then the write pass unless any part refused. team->refused and
+ * team->kept say how it went (read them after the closing barrier). */
+static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
+                            const fsgd_update_plan *plan, fsgd_team *team)
+{
     const int64_t n = plan->size;
-    int refused = 0, kept = 0;
-    /* a streaming pass: worth a second thread from a few thousand elements */
-    const int nt = fsgd_threads_for(nthreads, n, 4096);
-    if (nt <= 1) {
-        refused = FN(update_range)(fn, plain_sgd, &u, o, plan, 0, 0, n);
-        if (!refused) kept = FN(update_range)(fn, plain_sgd, &u, o, plan, 1, 0, n);
-    } else {
+    int t = 0, k = 1;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-        {
-            const int t = omp_get_thread_num(), k = omp_get_num_threads();
-            const int64_t lo = n * t / k, hi = n * (t + 1) / k;
-            if (FN(update_range)(fn, plain_sgd, &u, o, plan, 0, lo, hi)) {
-#pragma omp atomic write
-                refused = 1;
-            }
-#pragma omp barrier
-            int refused_all;
-#pragma omp atomic read
-            refused_all = refused;
-            if (!refused_all && FN(update_range)(fn, plain_sgd, &u, o, plan, 1, lo, hi)) {
-#pragma omp atomic write
-                kept = 1;
-            }
-        }
-#else
-        refused = FN(update_range)(fn, plain_sgd, &u, o, plan, 0, 0, n);
-        if (!refused) kept = FN(update_range)(fn, plain_sgd, &u, o, plan, 1, 0, n);
+    t = omp_get_thread_num();
+    k = omp_get_num_threads();
 #endif
-    }
-    return (refused || kept) ? FSGD_ERR_NONFINITE : FSGD_OK;
+    /* a streaming pass: worth a second thread from a few thousand elements */
+    const int64_t useful = n / 4096 > 0 ? n / 4096 : 1;
+    const int parts = useful < k ? (int)useful : k;
+    const int64_t lo = t < parts ? n * t / parts : n, hi = t < parts ? n * (t + 1) / parts : n;
+    if (FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 0, lo, hi))
+        FSGD_TEAM_SET(team->refused, 1);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    if (!fsgd_team_get(&team->refused) &&
+        FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo, hi))
+        FSGD_TEAM_SET(team->kept, 1);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *plan)
+{
+    FN(update_prep) pr;
+    const int st = FN(update_prepare)(o, plan, &pr);
+    if (st) return st;
+    const int nt = fsgd_threads_for(nthreads, plan->size, 4096);
+    fsgd_team team;
+    memset(&team, 0, sizeof team);
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(update_team)(&pr, o, plan, &team);
+    return (team.refused || team.kept) ? FSGD_ERR_NONFINITE : FSGD_OK;
 }
 
 #undef FN
