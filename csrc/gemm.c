@@ -32,17 +32,20 @@ typedef double fsgd_v8d __attribute__((vector_size(64)));
 /* ---- the kernel table ------------------------------------------------------
  * One row per micro-kernel: SIMD path, dtype, scalar and vector type, lanes,
  * MR (tile rows), NV (vectors per tile row: NR = NV * lanes), the blocking
- * (KC x NR of B stays in L1, MC x KC of A in L2, KC x NC of B in L3) and the
- * target attribute. The rows generate the micro-kernels and the dispatch;
+ * (MC x KC of A in L2, KC x NC of B in L3; the KC x NR sliver of B streams
+ * from L1 or L2: a 12 x 32 or 6 x 16 tile loads 2 vectors of B per 12 or 6
+ * FMAs, so the f32 rows take a deep KC, which halves the passes over C and
+ * the team's barriers on the book's 784-deep products) and the target
+ * attribute. The rows generate the micro-kernels and the dispatch;
  * the loop nest in gemm_tmpl.h never changes. */
 #define FSGD_UKR_TABLE_PORTABLE(X)                                                            \
     X(GENERIC, f32, float, fsgd_v4f, 4, 4, 2, 256, 128, 4096, FSGD_TARGET_NONE)               \
     X(GENERIC, f64, double, fsgd_v2d, 2, 4, 2, 256, 96, 2048, FSGD_TARGET_NONE)
 #if FSGD_X86
 #define FSGD_UKR_TABLE_X86(X)                                                                 \
-    X(AVX2, f32, float, fsgd_v8f, 8, 6, 2, 384, 144, 4096, FSGD_TARGET_AVX2)                  \
+    X(AVX2, f32, float, fsgd_v8f, 8, 6, 2, 512, 144, 4096, FSGD_TARGET_AVX2)                  \
     X(AVX2, f64, double, fsgd_v4d, 4, 6, 2, 256, 96, 2048, FSGD_TARGET_AVX2)                  \
-    X(AVX512, f32, float, fsgd_v16f, 16, 12, 2, 256, 192, 4096, FSGD_TARGET_AVX512)           \
+    X(AVX512, f32, float, fsgd_v16f, 16, 12, 2, 512, 192, 4096, FSGD_TARGET_AVX512)           \
     X(AVX512, f64, double, fsgd_v8d, 8, 12, 2, 256, 96, 2048, FSGD_TARGET_AVX512)
 #else
 #define FSGD_UKR_TABLE_X86(X)
