@@ -412,7 +412,44 @@ def _to_float(loss):
         else float(np.mean(np.asarray(loss)))
 
 
+GEMM_REF_N = 1024
+
+
+def gemm_worker(args):
+    """fastsgd's float32 GEMM on a 1024 x 1024 x 1024 product: the machine's reference rate
+    for the GFLOP/s of the epochs (median of 9 after 2 warm-ups)."""
+    import numpy as np
+    import fastsgd
+    from fastsgd import kernels
+    fastsgd.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    n = GEMM_REF_N
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    out = np.empty((n, n), np.float32)
+    times = []
+    for i in range(11):
+        t0 = time.perf_counter()
+        kernels.gemm(a, b, out=out)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    print(json.dumps({"gflops": 2 * n ** 3 / statistics.median(times) / 1e9}))
+
+
+def run_gemm_ref(threads, args):
+    keep = getattr(args, "keep_openblas_coretype", False)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--framework", "gemm-ref",
+           "--threads", str(threads)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=benchenv.worker_env(threads, keep),
+                       cwd=benchenv.worker_cwd(), timeout=600)
+    if r.returncode != 0:
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])["gflops"]
+
+
 def worker(args):
+    if args.framework == "gemm-ref":
+        return gemm_worker(args)
     hidden, act, cost, lr = net_spec(args.net)
     X, y = load_data(args.data, args.samples)
     from threadpoolctl import threadpool_limits
@@ -528,6 +565,13 @@ def main():
     print("\n".join(benchenv.machine_markdown(info, args.threads_list)), flush=True)
     cells = []
     first = True
+    gemm_ref = {}
+    if "fastsgd" in frameworks:
+        for threads in threads_list:
+            gemm_ref[str(threads)] = run_gemm_ref(threads, args)
+            print(f"fastsgd GEMM {GEMM_REF_N}^3 float32, {threads} thread(s): "
+                  f"{gemm_ref[str(threads)] or float('nan'):.1f} GFLOP/s", flush=True)
+            time.sleep(args.pause)
     for net in args.nets.split(","):
         hidden = net_spec(net)[0]
         flops = matmul_flops(hidden) * args.samples
@@ -557,7 +601,8 @@ def main():
                 cells.append(row)
     out = {"machine": info, "notes": notes, "epochs": args.epochs, "samples": args.samples,
            "data": os.path.abspath(args.data) if args.data else "synthetic",
-           "threads_list": threads_list, "quick": args.quick, "cells": cells}
+           "threads_list": threads_list, "quick": args.quick, "gemm_ref": gemm_ref,
+           "cells": cells}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
@@ -600,14 +645,24 @@ def to_markdown(out):
                  "time relative to fastsgd with the same optimizer in the same row "
                  "(higher is slower).")
     lines.append("")
-    lines.append("| net | batch | threads | framework | GFLOP/s | samples/s | train accuracy | "
-                 "busy threads | peak RSS MB | RSS growth MB |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    ref = out.get("gemm_ref") or {}
+    if any(ref.values()):
+        lines.append("fastsgd's float32 GEMM on a 1024³ product, measured in this run: " +
+                     ", ".join(f"{v:.1f} GFLOP/s with {t} thread(s)" for t, v in ref.items()
+                               if v) + ". The GFLOP/s column below counts the matrix-product "
+                     "FLOPs of an epoch (forward, weight gradients, input gradients) over its "
+                     "time; “of GEMM” is that rate as a share of the GEMM's with as many threads.")
+        lines.append("")
+    lines.append("| net | batch | threads | framework | GFLOP/s | of GEMM | samples/s | "
+                 "train accuracy | busy threads | peak RSS MB | RSS growth MB |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for c in out["cells"]:
         for k, r in c["results"].items():
             if "median_s" in r:
+                g = ref.get(str(c["threads"]))
+                share = f"{100 * r['gflops'] / g:.0f}%" if g else "—"
                 lines.append(f"| {c['net']} | {c['batch']} | {c['threads']} | {k} | "
-                             f"{r['gflops']:.1f} | {r['samples_per_s']:,.0f} | "
+                             f"{r['gflops']:.1f} | {share} | {r['samples_per_s']:,.0f} | "
                              f"{r['accuracy']:.3f} | {r['threads_busy']} | "
                              f"{r['peak_rss_mb']:.0f} | {r['rss_growth_mb']:+.1f} |")
     lines += ["", "Train accuracy: on the training samples after the warm-up and timed epochs "
