@@ -224,7 +224,11 @@ static void FN(gemm_setup)(const FN(kinfo) *ki, int trans_a, const int64_t *a_ro
     const int64_t nkb = (kk + ki->kc - 1) / ki->kc;
     int64_t kc_blk = (kk + nkb - 1) / nkb;
     sh->kc_blk = (kc_blk + 7) & ~(int64_t)7;
-    const int64_t nmb = (mm + ki->mc - 1) / ki->mc;
+    /* a shallow product takes taller A blocks (the same L2 bytes as MC x KC): fewer
+       blocks, so fewer packing rounds and barriers for the team */
+    int64_t mc_cap = ki->mc * ki->kc / sh->kc_blk;
+    mc_cap = mc_cap < ki->mc ? ki->mc : mc_cap;
+    const int64_t nmb = (mm + mc_cap - 1) / mc_cap;
     const int64_t mc_blk = (mm + nmb - 1) / nmb;
     sh->mc_blk = (mc_blk + ki->mr - 1) / ki->mr * ki->mr;
     const int64_t ncap = nn < ki->nc ? nn : ki->nc;
