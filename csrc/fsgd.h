@@ -295,7 +295,30 @@ typedef struct {
     uint64_t seed_step; /* dropout: the training step the masks are drawn for */
     int64_t seed_row0;  /* dropout: the mini-batch row the calls' first row is (0, or where a
                            data-parallel rank's slice starts in its batch) */
+    struct fsgd_tuner *tuner; /* when not NULL, fsgd_net_train_batch adapts its team */
 } fsgd_net;
+
+/* The team of fsgd_net_train_batch, adapted to a busy machine: a team of
+ * nthreads meets at a dozen or more barriers per batch, and when another
+ * process holds a core, each of them can wait a scheduler time slice for a
+ * descheduled team member (a batch 100 times slower than on one thread).
+ * The call times itself; its third call and then, now and then, one call
+ * tries the other choice (one thread or nthreads) and the faster is kept.
+ * Tries grow rarer while the choice holds, and rarer the slower the other
+ * choice was (up to 4096 calls apart; fsgd_tuner_record in fsgd_internal.h). The split of work never
+ * changes a result's bits, so neither does the choice. Zero-initialise;
+ * a change of nthreads starts it again. */
+typedef struct fsgd_tuner {
+    int nthreads;        /* the count the state below was measured for */
+    int single;          /* 1: one thread is the current choice */
+    int64_t calls;       /* training calls timed */
+    int64_t next_probe;  /* the call that tries the other choice */
+    int64_t interval;    /* calls between tries */
+    int streak;          /* tries in a row that kept the choice */
+    int64_t probes[2];   /* tries with [nthreads, one thread] */
+    double per_row[2];   /* recent seconds per batch row with [nthreads, one thread] */
+    int seen[2];
+} fsgd_tuner;
 
 /* Dropout's generator: 1 when unit `unit` of batch row `row` is kept at
    training step `step` for a layer keyed `seed` and drop fraction `rate`.

@@ -153,4 +153,63 @@ static inline int fsgd_team_get(const int *field)
     return v;
 }
 
+/* ---- the adaptive team (fsgd_tuner in fsgd.h) -------------------------------- */
+double fsgd_now(void); /* monotonic seconds */
+
+/* the team for this call; *probe: whether it tries the other choice */
+static inline int fsgd_tuner_pick(struct fsgd_tuner *t, int nt, int *probe)
+{
+    *probe = 0;
+    if (!t || nt < 2) return nt;
+    if (t->nthreads != nt) {
+        memset(t, 0, sizeof *t);
+        t->nthreads = nt;
+        t->interval = 1;
+        t->next_probe = 2; /* the first call warms up; the third tries one thread */
+    }
+    int single = t->single;
+    if (t->calls >= t->next_probe) {
+        *probe = 1;
+        single = !single;
+    }
+    return single ? 1 : nt;
+}
+
+/* A probe's time replaces its choice's estimate; the current choice's calls move
+ * their estimate halfway each (the first call, which warms the team up, is not
+ * counted). After a probe the faster choice is kept, and the next probe waits
+ * twice as long as the last wait, or long enough that a slow try costs a few
+ * percent (8 calls per unit of the slowdown the probe showed), but no longer
+ * than 32, 128, 512, ... calls (up to 4096) as probes keep confirming it: one
+ * noisy probe cannot hold a wrong choice for long. */
+static inline void fsgd_tuner_record(struct fsgd_tuner *t, int team, int probe, double seconds,
+                                     int64_t rows)
+{
+    if (!t || t->nthreads < 2 || rows < 1) return;
+    if (t->calls++ == 0) return;
+    const int m = team == 1;
+    const double pr = seconds / (double)rows;
+    t->per_row[m] = (t->seen[m] && !probe) ? 0.5 * t->per_row[m] + 0.5 * pr : pr;
+    t->seen[m] = 1;
+    if (!probe) return;
+    t->probes[m]++;
+    if (!(t->seen[0] && t->seen[1])) {
+        t->next_probe = t->calls + 1;
+        return;
+    }
+    const int single = t->per_row[1] < t->per_row[0];
+    const double fast = t->per_row[single], slow = t->per_row[!single];
+    const double ratio = fast > 0.0 ? slow / fast : 1.0;
+    const int kept = single == t->single;
+    t->streak = kept ? (t->streak < 6 ? t->streak + 1 : 6) : 0;
+    const int64_t cap = (int64_t)32 << (2 * t->streak);
+    int64_t next = kept ? 2 * t->interval : 8;
+    const double by_cost = 8.0 * ratio;
+    if (by_cost > (double)next) next = by_cost < (double)cap ? (int64_t)by_cost : cap;
+    if (next > 4096) next = 4096;
+    t->single = single;
+    t->interval = next;
+    t->next_probe = t->calls + next;
+}
+
 #endif

@@ -568,14 +568,18 @@ int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
     FN(update_prep) prep;
     memset(&prep, 0, sizeof prep);
     if (opt && (st = FN(update_prepare)(opt, plan, &prep))) return st;
-    const int nt = FN(net_threads)(net, rows, 1);
+    const int full = FN(net_threads)(net, rows, 1);
+    int probe;
+    const int nt = fsgd_tuner_pick(net->tuner, full, &probe);
     fsgd_team team;
     memset(&team, 0, sizeof team);
-    team.scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, 1, nt));
+    team.scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, 1, full));
     if (!team.scratch) return FSGD_ERR_ALLOC;
-    (void)nt;
+    const double t0 = net->tuner && full > 1 ? fsgd_now() : 0.0;
     FSGD_REGION(nt)
     FN(train_team)(net, opt, &prep, plan, rows, X, ldx, x_rows, y_int, y, y_rows, &team);
+    if (net->tuner && full > 1)
+        fsgd_tuner_record(net->tuner, nt, probe, fsgd_now() - t0, rows);
     *loss = team.loss;
     *correct = team.correct;
     if (team.status) return team.status;

@@ -4,6 +4,7 @@
  * of the enums.
  */
 #include "fsgd.h"
+#include <time.h>
 #include "fsgd_internal.h"
 
 #include <pthread.h>
@@ -87,6 +88,14 @@ int fsgd_simd_set(int path)
     if (path < FSGD_SIMD_GENERIC || path > fsgd_simd_supported()) return FSGD_ERR_ARG;
     simd_active = path;
     return FSGD_OK;
+}
+
+/* ---- clock ------------------------------------------------------------------ */
+double fsgd_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- per-thread workspace ------------------------------------------------- */

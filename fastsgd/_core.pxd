@@ -84,6 +84,17 @@ cdef extern from "fsgd.h" nogil:
         int64_t s_offset
         void *aux
 
+    ctypedef struct fsgd_tuner:
+        int nthreads
+        int single
+        int64_t calls
+        int64_t next_probe
+        int64_t interval
+        int streak
+        int64_t probes[2]
+        double per_row[2]
+        int seen[2]
+
     ctypedef struct fsgd_net:
         int n_layers
         const fsgd_layer *layers
@@ -100,6 +111,7 @@ cdef extern from "fsgd.h" nogil:
         void *state
         uint64_t seed_step
         int64_t seed_row0
+        fsgd_tuner *tuner
 
 
 # ---- run time ----------------------------------------------------------------

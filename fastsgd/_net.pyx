@@ -21,7 +21,7 @@ from fastsgd cimport _core
 from fastsgd._config cimport num_threads
 from fastsgd._core cimport (FSGD_COST_CROSS_ENTROPY, FSGD_COST_HUBER, FSGD_MAX_SLOTS,
                             FSGD_OPT_ADAGRAD, FSGD_OPT_ADAM, FSGD_OPT_RMSPROP, FSGD_OPT_SGD,
-                            fsgd_csr, fsgd_layer, fsgd_net, fsgd_opt, fsgd_segment,
+                            fsgd_csr, fsgd_layer, fsgd_net, fsgd_opt, fsgd_segment, fsgd_tuner,
                             fsgd_update_plan)
 from fastsgd._core import ACTIVATIONS, COSTS, LAYER_KINDS, OPTIMIZERS
 from fastsgd._checks import code, real, require, require_disjoint, require_index
@@ -287,11 +287,38 @@ cdef class Net:
         self.net.state = _ptr(state)
         self.net.seed_step = 0
         self.net.seed_row0 = 0
+        self.net.tuner = <fsgd_tuner *>calloc(1, sizeof(fsgd_tuner))
+        if self.net.tuner == NULL:
+            raise MemoryError()
         _core.check_status(_core.net_check(&self.net))
         self.plan = plan
 
     def __dealloc__(self):
         free(self.layers)
+        free(self.net.tuner)
+
+    def team_state(self):
+        """The adaptive team's state (bytes), for :meth:`set_team_state` of the
+        next network a trainer builds."""
+        return (<char *>self.net.tuner)[:sizeof(fsgd_tuner)]
+
+    def set_team_state(self, bytes state):
+        """Carry on from a state :meth:`team_state` returned (ignored unless it
+        is one)."""
+        if len(state) == sizeof(fsgd_tuner):
+            memcpy(self.net.tuner, <const char *>state, sizeof(fsgd_tuner))
+
+    @property
+    def team(self):
+        """How the training calls chose their team (see fsgd_tuner in fsgd.h):
+        ``threads`` (the count measured for), ``single`` (one thread is the
+        current choice), ``calls`` timed, ``probes`` (tries with the full team
+        and with one thread) and the recent ``seconds_per_row`` of each."""
+        cdef fsgd_tuner *t = self.net.tuner
+        return {"threads": t.nthreads, "single": bool(t.single), "calls": t.calls,
+                "probes": (t.probes[0], t.probes[1]),
+                "seconds_per_row": (t.per_row[0] if t.seen[0] else None,
+                                    t.per_row[1] if t.seen[1] else None)}
 
     def set_threads(self, int n):
         self.net.nthreads = n if n > 0 else 1

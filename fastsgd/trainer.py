@@ -374,6 +374,11 @@ class Trainer:
         net = _net.Net(plan)
         if not training:
             return net, None
+        # the adaptive team (how many threads a step is faster with on this machine
+        # now) carries over from the trainer's previous training network
+        state = getattr(self, "_team_state", None)
+        if state is not None:
+            net.set_team_state(state)
         opt = self.optimizer
         slots = opt.build(plan.layout, plan.dtype, owner=model)
         update = _net.Update(plan.params, plan.grads, slots, opt.segments(plan.layout, model.layers))
@@ -643,6 +648,7 @@ class Trainer:
                 if progress.tty:
                     progress.batch(b + 1, loss_sum / weight_seen if weight_seen > 0 else 0.0)
             opt.iterations = update.step - 1
+            self._team_state = net.team_state()
             if stopped:
                 break
             logs = {"loss": loss_sum / weight_seen if weight_seen > 0 else 0.0}

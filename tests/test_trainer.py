@@ -243,6 +243,35 @@ def test_same_seed_same_weights_bit_for_bit_whatever_the_threads(dtype):
     assert not np.array_equal(other[0], ref[0])
 
 
+def test_adaptive_team_times_both_choices_and_carries_over(rng):
+    """With 2 threads a training step times itself and now and then tries one
+    thread (the faster stays: the results are the same bits either way); the
+    next fit of the same trainer carries on from what it measured."""
+    fastsgd.set_num_threads(2)   # the conftest fixture restores the count
+    X = rng.random((1000, 200)).astype(np.float32)
+    y = rng.integers(0, 10, 1000)
+    m = Sequential([Dense(128, "relu", input_dim=200), Dense(10, "softmax")], seed=0)
+    tr = Trainer(m, "cross_entropy", SGD(0.05), batch_size=64, seed=0)
+    nets = []
+    build = tr._build_net
+
+    def spy(*a, **k):
+        out = build(*a, **k)
+        nets.append(out[0])
+        return out
+    tr._build_net = spy
+    tr.fit(X, y, epochs=2, verbose=0)
+    team = nets[-1].team
+    assert team["threads"] == 2 and team["calls"] == 32
+    assert team["probes"][1] >= 1   # tried one thread
+    assert all(s is not None and s > 0 for s in team["seconds_per_row"])
+    tr.fit(X, y, epochs=1, verbose=0)
+    assert nets[-1].team["calls"] == 48
+    fastsgd.set_num_threads(1)
+    tr.fit(X, y, epochs=1, verbose=0)   # one thread: nothing to choose, nothing timed
+    assert nets[-1].team["calls"] == 48
+
+
 def test_fortran_strided_and_other_dtype_input_give_the_same_result(rng):
     X = rng.random((300, 10))
     y = rng.integers(0, 3, 300)
