@@ -259,15 +259,9 @@ static void FN(layer_forward_team)(const fsgd_net *net, int l, int64_t rows, con
     switch (L->kind) {
     case FSGD_LAYER_DENSE:
         if (l == 0 && net->x_csr) {
-#ifdef _OPENMP
-#pragma omp single
-#endif
-            {
-                const int st = FN(fsgd_csr_dense_forward)(
-                    1, rows, L->n_in, L->n_out, net->x_csr, in_rows, params + L->w_offset,
-                    params + L->b_offset, act, (T)L->slope, (T *)L->A);
-                if (st) FSGD_TEAM_SET(team->status, st);
-            }
+            FN(csr_forward_team)(rows, L->n_in, L->n_out, net->x_csr, in_rows,
+                                 params + L->w_offset, params + L->b_offset, act, (T)L->slope,
+                                 (T *)L->A, team);
             return;
         }
         FN(dense_forward_team)(rows, L->n_in, L->n_out, in, ld, in_rows, params + L->w_offset,
@@ -333,16 +327,9 @@ static void FN(layer_backward_team)(const fsgd_net *net, int l, int64_t rows, co
     switch (L->kind) {
     case FSGD_LAYER_DENSE: {
         if (l == 0 && net->x_csr) {
-#ifdef _OPENMP
-#pragma omp single
-#endif
-            {
-                const int st = FN(fsgd_csr_dense_backward)(
-                    1, rows, L->n_in, L->n_out, net->x_csr, in_rows, (const T *)L->A,
-                    dz ? FSGD_ACT_LINEAR : L->act, (T)L->slope, (T *)L->D, grads + L->w_offset,
-                    grads + L->b_offset);
-                if (st) FSGD_TEAM_SET(team->status, st);
-            }
+            FN(csr_backward_team)(rows, L->n_in, L->n_out, net->x_csr, in_rows,
+                                  (const T *)L->A, L->act, (T)L->slope, dz, (T *)L->D,
+                                  grads + L->w_offset, grads + L->b_offset, team->scratch, team);
             return;
         }
         FN(bwd_epi_ctx) ctx;
@@ -401,7 +388,15 @@ static size_t FN(net_scratch)(const fsgd_net *net, int64_t rows, const int64_t *
     for (int l = 0; l < net->n_layers; l++) {
         const fsgd_layer *L = &net->layers[l];
         if (L->kind == FSGD_LAYER_BATCH_NORM) FSGD_NEED(3 * (size_t)L->n_out * sizeof(T));
-        if (L->kind != FSGD_LAYER_DENSE || (l == 0 && net->x_csr)) continue;
+        if (L->kind == FSGD_LAYER_DENSE && l == 0 && net->x_csr) {
+            /* the sparse backward's ranges: for a team of one and of nt */
+            if (backward) {
+                FSGD_NEED(FN(csr_backward_team_scratch)(1, rows, L->n_in, net->x_csr, x_rows));
+                FSGD_NEED(FN(csr_backward_team_scratch)(nt, rows, L->n_in, net->x_csr, x_rows));
+            }
+            continue;
+        }
+        if (L->kind != FSGD_LAYER_DENSE) continue;
         const int64_t *xr = l == 0 ? x_rows : NULL;
         FSGD_NEED(FN(fsgd_gemm_scratch)(0, xr, rows, L->n_out, L->n_in));
         if (!backward) continue;

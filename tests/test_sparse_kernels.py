@@ -1,0 +1,205 @@
+"""The dense layer fed by a CSR matrix (csrc/sparse_tmpl.h) on every SIMD path:
+sparse input predicts and trains as the same data dense, gives the same bits
+for any thread count, and its C entry points refuse indices out of range."""
+import ctypes
+
+import numpy as np
+import pytest
+
+import fastsgd
+from fastsgd import SGD, Dense, Sequential, Trainer, _core
+
+from conftest import DTYPES, tol
+
+sp = pytest.importorskip("scipy.sparse")
+
+#: first-layer widths: narrower than a vector, one AVX-512 float vector, widths with
+#: a partial last vector, and widths that fill blocks of 4 and 8 vectors
+WIDTHS = [3, 16, 37, 64, 130]
+
+
+def sparse_data(rng, n, d, density):
+    X = rng.standard_normal((n, d)) * (rng.random((n, d)) < density)
+    X[3] = 0                          # an empty row
+    X[5] = rng.standard_normal(d)     # a full row
+    X[:, [0, 1, d - 1]] = 0           # columns without a nonzero: their rows of dW are zero
+    return X
+
+
+def with_duplicates_and_zeros(X, rng):
+    """A CSR matrix equal to X whose rows hold some column twice (the value split in two)
+    and some explicit zeros, its indices unsorted."""
+    rows, data, cols = [], [], []
+    for row in X:
+        nz = np.flatnonzero(row)
+        zeros = np.flatnonzero(row == 0)[:2]
+        r_cols = list(nz) + list(zeros)
+        r_data = list(row[nz]) + [0.0] * len(zeros)
+        for j in nz[:3]:              # the first nonzeros appear twice, split 1/4 + 3/4
+            r_cols.append(j)
+            r_data.append(0.75 * row[j])
+            r_data[list(r_cols).index(j)] = 0.25 * row[j]
+        order = rng.permutation(len(r_cols))
+        rows.append(len(r_cols))
+        cols.extend(np.asarray(r_cols, np.int64)[order])
+        data.extend(np.asarray(r_data)[order])
+    indptr = np.concatenate([[0], np.cumsum(rows)])
+    m = sp.csr_matrix((np.asarray(data), np.asarray(cols), indptr), shape=X.shape)
+    np.testing.assert_allclose(m.toarray(), X, rtol=1e-15, atol=0)
+    return m
+
+
+def model(width, act, dtype, d, seed=3):
+    return Sequential([Dense(width, act, input_dim=d), Dense(3, "softmax")],
+                      dtype=np.dtype(dtype).name, seed=seed)
+
+
+def fit(m, X, y, **kw):
+    opts = dict(batch_size=32, seed=1)
+    opts.update(kw)
+    Trainer(m, "cross_entropy", SGD(0.1), **opts).fit(X, y, epochs=2, verbose=0)
+    return m.get_weights()
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "relu", "softmax"])
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparse_equals_dense_on_every_path(simd, dtype, width, act, rng):
+    d = 40
+    X = sparse_data(rng, 150, d, 0.2)
+    y = rng.integers(0, 3, X.shape[0])
+    for Xs in (sp.csr_matrix(X), with_duplicates_and_zeros(X, rng)):
+        np.testing.assert_allclose(model(width, act, dtype, d).predict(Xs),
+                                   model(width, act, dtype, d).predict(X.astype(dtype)),
+                                   **tol(dtype, 10))
+        got = fit(model(width, act, dtype, d), Xs, y)
+        want = fit(model(width, act, dtype, d), X.astype(dtype), y)
+        for p, q in zip(got, want):
+            np.testing.assert_allclose(p, q, **tol(dtype, 50))
+
+
+@pytest.mark.parametrize("width", [40, 64])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparse_bits_are_the_same_for_1_2_3_threads(simd, dtype, width, rng):
+    # big enough for both kernels to split their work over three threads
+    d = 500
+    X = sp.csr_matrix(sparse_data(rng, 600, d, 0.2))
+    y = rng.integers(0, 3, X.shape[0])
+    runs = []
+    for threads in (1, 2, 3):
+        fastsgd.set_num_threads(threads)
+        m = model(width, "relu", dtype, d)
+        runs.append(fit(m, X, y, batch_size=256) + [m.predict(X)])
+    for other in runs[1:]:
+        for p, q in zip(runs[0], other):
+            np.testing.assert_array_equal(p, q)
+
+
+# ---- the C entry points ------------------------------------------------------
+
+class _Csr(ctypes.Structure):
+    _fields_ = [("n_rows", ctypes.c_int64), ("indptr", ctypes.c_void_p),
+                ("indices", ctypes.c_void_p), ("data", ctypes.c_void_p)]
+
+
+def _kernels(dtype):
+    try:
+        lib = ctypes.CDLL(_core.__file__)
+        sfx = "f32" if np.dtype(dtype) == np.float32 else "f64"
+        fwd = getattr(lib, f"fsgd_csr_dense_forward_{sfx}")
+        bwd = getattr(lib, f"fsgd_csr_dense_backward_{sfx}")
+    except (OSError, AttributeError) as e:
+        pytest.skip(f"the core's C symbols cannot be loaded here: {e}")
+    T = ctypes.c_float if sfx == "f32" else ctypes.c_double
+    P, I64 = ctypes.c_void_p, ctypes.c_int64
+    fwd.argtypes = [ctypes.c_int, I64, I64, I64, P, P, P, P, ctypes.c_int, T, P]
+    bwd.argtypes = [ctypes.c_int, I64, I64, I64, P, P, P, ctypes.c_int, T, P, P, P]
+    fwd.restype = bwd.restype = ctypes.c_int
+    return fwd, bwd
+
+
+def _ptr(a):
+    return a.ctypes.data if a is not None else None
+
+
+def _run(dtype, threads, X, x_rows, n_in, W, b, D):
+    """(status, Z) of the forward and (status, dW, db) of the backward, linear activation."""
+    fwd, bwd = _kernels(dtype)
+    indptr = np.ascontiguousarray(X[0], np.int64)
+    indices = np.ascontiguousarray(X[1], np.int32)
+    data = np.ascontiguousarray(X[2], dtype)
+    csr = _Csr(len(indptr) - 1, _ptr(indptr), _ptr(indices), _ptr(data))
+    rows = len(x_rows)
+    n_out = W.shape[1]
+    Z = np.zeros((rows, n_out), dtype)
+    st_f = fwd(threads, rows, n_in, n_out, ctypes.byref(csr), _ptr(x_rows), _ptr(W), _ptr(b), 0,
+               0.0, _ptr(Z))
+    D = D.copy()
+    dW = np.full((n_in, n_out), np.nan, dtype)
+    db = np.zeros(n_out, dtype)
+    st_b = bwd(threads, rows, n_in, n_out, ctypes.byref(csr), _ptr(x_rows), _ptr(Z), 0, 0.0,
+               _ptr(D), _ptr(dW), _ptr(db))
+    return (st_f, Z), (st_b, dW, db)
+
+
+def _problem(rng, dtype, n=500, n_in=700, n_out=37, rows=400, shuffle_indices=True):
+    Xd = sparse_data(rng, n, n_in, 0.2)
+    m = sp.csr_matrix(Xd)
+    indices = m.indices.copy()
+    data = m.data.copy()
+    if shuffle_indices:               # unsorted rows: the kernels must keep CSR order anyway
+        for i in range(n):
+            a, e = m.indptr[i], m.indptr[i + 1]
+            o = rng.permutation(e - a)
+            indices[a:e] = indices[a:e][o]
+            data[a:e] = data[a:e][o]
+    x_rows = rng.integers(0, n, rows).astype(np.int64)
+    W = rng.standard_normal((n_in, n_out)).astype(dtype)
+    b = rng.standard_normal(n_out).astype(dtype)
+    D = rng.standard_normal((rows, n_out)).astype(dtype)
+    return Xd, (m.indptr, indices, data), x_rows, W, b, D
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_c_kernels_match_numpy_and_threads(simd, dtype, rng):
+    Xd, X, x_rows, W, b, D = _problem(rng, dtype)
+    n_in = W.shape[0]
+    A = Xd[x_rows]
+    want_z = b.astype(np.float64) + A @ W.astype(np.float64)
+    want_dw = A.T @ D.astype(np.float64)
+    first = None
+    for threads in (1, 2, 3):
+        (st_f, Z), (st_b, dW, db) = _run(dtype, threads, X, x_rows, n_in, W, b, D)
+        assert st_f == 0 and st_b == 0
+        np.testing.assert_allclose(Z, want_z, **tol(dtype, 100))
+        np.testing.assert_allclose(dW, want_dw, **tol(dtype, 100))
+        np.testing.assert_allclose(db, D.astype(np.float64).sum(0), **tol(dtype, 100))
+        assert not dW[[0, 1, n_in - 1]].any()
+        if first is None:
+            first = (Z, dW, db)
+        else:
+            for p, q in zip(first, (Z, dW, db)):
+                np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", ["column n_in", "column -1", "row n_rows", "row -1"])
+def test_c_kernels_refuse_indices_out_of_range(simd, dtype, bad, rng):
+    Xd, (indptr, indices, data), x_rows, W, b, D = _problem(rng, dtype, n=60, n_in=50, n_out=20,
+                                                            rows=40)
+    indices = indices.copy()
+    x_rows = x_rows.copy()
+    k = indptr[x_rows[7]] + 1          # a nonzero of batch row 7
+    assert indptr[x_rows[7] + 1] > k
+    if bad == "column n_in":
+        indices[k] = W.shape[0]
+    elif bad == "column -1":
+        indices[k] = -1
+    elif bad == "row n_rows":
+        x_rows[7] = len(indptr) - 1
+    else:
+        x_rows[7] = -1
+    for threads in (1, 3):
+        (st_f, _), (st_b, _, _) = _run(dtype, threads, (indptr, indices, data), x_rows, W.shape[0],
+                                       W, b, D)
+        assert st_f == 2 and st_b == 2   # FSGD_ERR_ARG
