@@ -302,8 +302,9 @@ typedef struct {
  * nthreads meets at a dozen or more barriers per batch, and when another
  * process holds a core, each of them can wait a scheduler time slice for a
  * descheduled team member (a batch 100 times slower than on one thread).
- * The call times itself; its third call and then, now and then, one call
- * tries the other choice (one thread or nthreads) and the faster is kept.
+ * The call times itself; after its second call and then, now and then, a
+ * few calls try the other choice (one thread or nthreads) and the faster is
+ * kept.
  * Tries grow rarer while the choice holds, and rarer the slower the other
  * choice was (up to 4096 calls apart; fsgd_tuner_record in fsgd_internal.h). The split of work never
  * changes a result's bits, so neither does the choice. Zero-initialise;
@@ -315,6 +316,8 @@ typedef struct fsgd_tuner {
     int64_t next_probe;  /* the call that tries the other choice */
     int64_t interval;    /* calls between tries */
     int streak;          /* tries in a row that kept the choice */
+    int try_calls;       /* calls of the try under way */
+    double try_sum;      /* their seconds per row, summed */
     int64_t probes[2];   /* tries with [nthreads, one thread] */
     double per_row[2];   /* recent seconds per batch row with [nthreads, one thread] */
     int seen[2];

@@ -156,7 +156,11 @@ static inline int fsgd_team_get(const int *field)
 /* ---- the adaptive team (fsgd_tuner in fsgd.h) -------------------------------- */
 double fsgd_now(void); /* monotonic seconds */
 
-/* the team for this call; *probe: whether it tries the other choice */
+/* calls a try lasts: its estimate is their mean, so one disturbed call does not
+   decide */
+#define FSGD_TUNER_TRY 4
+
+/* the team for this call; *probe: whether it is part of a try of the other choice */
 static inline int fsgd_tuner_pick(struct fsgd_tuner *t, int nt, int *probe)
 {
     *probe = 0;
@@ -165,7 +169,7 @@ static inline int fsgd_tuner_pick(struct fsgd_tuner *t, int nt, int *probe)
         memset(t, 0, sizeof *t);
         t->nthreads = nt;
         t->interval = 1;
-        t->next_probe = 2; /* the first call warms up; the third tries one thread */
+        t->next_probe = 2; /* the first call warms up, the second is timed, then a try */
     }
     int single = t->single;
     if (t->calls >= t->next_probe) {
@@ -175,13 +179,13 @@ static inline int fsgd_tuner_pick(struct fsgd_tuner *t, int nt, int *probe)
     return single ? 1 : nt;
 }
 
-/* A probe's time replaces its choice's estimate; the current choice's calls move
- * their estimate halfway each (the first call, which warms the team up, is not
- * counted). After a probe the faster choice is kept, and the next probe waits
- * twice as long as the last wait, or long enough that a slow try costs a few
- * percent (8 calls per unit of the slowdown the probe showed), but no longer
- * than 32, 128, 512, ... calls (up to 4096) as probes keep confirming it: one
- * noisy probe cannot hold a wrong choice for long. */
+/* The current choice's calls move its estimate halfway each (the first call, which
+ * warms the team up, is not counted); a try's mean replaces the other choice's.
+ * After a try the faster choice is kept, and the next try waits twice as long as
+ * the last wait, or long enough that a slow try costs a few percent (32 calls per
+ * unit of the slowdown the try showed), but no longer than 32, 128, 512, ...
+ * calls (up to 4096) as tries keep confirming it: one unlucky try cannot hold a
+ * wrong choice for long. */
 static inline void fsgd_tuner_record(struct fsgd_tuner *t, int team, int probe, double seconds,
                                      int64_t rows)
 {
@@ -189,12 +193,20 @@ static inline void fsgd_tuner_record(struct fsgd_tuner *t, int team, int probe, 
     if (t->calls++ == 0) return;
     const int m = team == 1;
     const double pr = seconds / (double)rows;
-    t->per_row[m] = (t->seen[m] && !probe) ? 0.5 * t->per_row[m] + 0.5 * pr : pr;
+    if (!probe) {
+        t->per_row[m] = t->seen[m] ? 0.5 * t->per_row[m] + 0.5 * pr : pr;
+        t->seen[m] = 1;
+        return;
+    }
+    t->try_sum += pr;
+    if (++t->try_calls < FSGD_TUNER_TRY) return; /* the try goes on: next_probe has passed */
+    t->per_row[m] = t->try_sum / (double)t->try_calls;
     t->seen[m] = 1;
-    if (!probe) return;
+    t->try_sum = 0.0;
+    t->try_calls = 0;
     t->probes[m]++;
     if (!(t->seen[0] && t->seen[1])) {
-        t->next_probe = t->calls + 1;
+        t->next_probe = t->calls;
         return;
     }
     const int single = t->per_row[1] < t->per_row[0];
@@ -204,7 +216,7 @@ static inline void fsgd_tuner_record(struct fsgd_tuner *t, int team, int probe, 
     t->streak = kept ? (t->streak < 6 ? t->streak + 1 : 6) : 0;
     const int64_t cap = (int64_t)32 << (2 * t->streak);
     int64_t next = kept ? 2 * t->interval : 8;
-    const double by_cost = 8.0 * ratio;
+    const double by_cost = 32.0 * ratio;
     if (by_cost > (double)next) next = by_cost < (double)cap ? (int64_t)by_cost : cap;
     if (next > 4096) next = 4096;
     t->single = single;

@@ -91,6 +91,8 @@ cdef extern from "fsgd.h" nogil:
         int64_t next_probe
         int64_t interval
         int streak
+        int try_calls
+        double try_sum
         int64_t probes[2]
         double per_row[2]
         int seen[2]
