@@ -221,18 +221,22 @@ static void FN(gemm_setup)(const FN(kinfo) *ki, int trans_a, const int64_t *a_ro
                            int64_t N, int64_t K, fsgd_gemm_shape *sh)
 {
     const int64_t kk = K < 1 ? 1 : K, mm = M < 1 ? 1 : M, nn = N < 1 ? 1 : N;
-    const int64_t nkb = (kk + ki->kc - 1) / ki->kc;
-    int64_t kc_blk = (kk + nkb - 1) / nkb;
-    sh->kc_blk = (kc_blk + 7) & ~(int64_t)7;
-    /* a shallow product takes taller A blocks (the same L2 bytes as MC x KC): fewer
-       blocks, so fewer packing rounds and barriers for the team */
-    int64_t mc_cap = ki->mc * ki->kc / sh->kc_blk;
-    mc_cap = mc_cap < ki->mc ? ki->mc : mc_cap;
-    const int64_t nmb = (mm + mc_cap - 1) / mc_cap;
-    const int64_t mc_blk = (mm + nmb - 1) / nmb;
-    sh->mc_blk = (mc_blk + ki->mr - 1) / ki->mr * ki->mr;
     const int64_t ncap = nn < ki->nc ? nn : ki->nc;
     const int64_t nc_pad = (ncap + ki->nr - 1) / ki->nr * ki->nr;
+    /* Few rows (one block of A) reuse each packed panel of B only a few times: the
+       panel stays within half of a 1 MiB L2, or it is written out and read back. Many
+       rows keep KC (the panel then lives in L3, each sliver reused by every A block). */
+    int64_t kc_max = ki->kc;
+    if (mm <= ki->mc) {
+        const int64_t fit = (int64_t)((512 * 1024) / ((size_t)nc_pad * sizeof(T))) & ~(int64_t)7;
+        if (fit < kc_max) kc_max = fit < 64 ? 64 : fit;
+    }
+    const int64_t nkb = (kk + kc_max - 1) / kc_max;
+    int64_t kc_blk = (kk + nkb - 1) / nkb;
+    sh->kc_blk = (kc_blk + 7) & ~(int64_t)7;
+    const int64_t nmb = (mm + ki->mc - 1) / ki->mc;
+    const int64_t mc_blk = (mm + nmb - 1) / nmb;
+    sh->mc_blk = (mc_blk + ki->mr - 1) / ki->mr * ki->mr;
     /* Read A in place when packing it cannot pay: few column slivers reuse
        each packed A block (packing costs about 1/N of the arithmetic). A
        transposed A with gathered rows is always packed. */
