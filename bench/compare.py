@@ -419,6 +419,7 @@ def gemm_worker(args):
     """fastsgd's float32 GEMM on a 1024 x 1024 x 1024 product: the machine's reference rate
     for the GFLOP/s of the epochs (median of 9 after 2 warm-ups)."""
     import numpy as np
+
     import fastsgd
     from fastsgd import kernels
     fastsgd.set_num_threads(args.threads)

@@ -19,6 +19,20 @@
 #define FSGD_CLONES
 #endif
 
+/* ---- vector types and target attributes of the SIMD paths -------------------- */
+typedef float fsgd_v4f __attribute__((vector_size(16)));
+typedef double fsgd_v2d __attribute__((vector_size(16)));
+#if FSGD_X86
+typedef float fsgd_v8f __attribute__((vector_size(32)));
+typedef double fsgd_v4d __attribute__((vector_size(32)));
+typedef float fsgd_v16f __attribute__((vector_size(64)));
+typedef double fsgd_v8d __attribute__((vector_size(64)));
+#endif
+
+#define FSGD_TARGET_NONE
+#define FSGD_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define FSGD_TARGET_AVX512 __attribute__((target("avx512f")))
+
 /* A 64-byte aligned scratch buffer owned by the calling thread (grown, never
  * shrunk, freed when the thread exits). NULL when memory runs out. */
 void *fsgd_workspace(size_t bytes);

@@ -15,19 +15,7 @@
 #include <omp.h>
 #endif
 
-/* ---- vector types ---------------------------------------------------- */
-typedef float fsgd_v4f __attribute__((vector_size(16)));
-typedef double fsgd_v2d __attribute__((vector_size(16)));
-#if FSGD_X86
-typedef float fsgd_v8f __attribute__((vector_size(32)));
-typedef double fsgd_v4d __attribute__((vector_size(32)));
-typedef float fsgd_v16f __attribute__((vector_size(64)));
-typedef double fsgd_v8d __attribute__((vector_size(64)));
-#endif
-
-#define FSGD_TARGET_NONE
-#define FSGD_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define FSGD_TARGET_AVX512 __attribute__((target("avx512f")))
+/* vector types and target attributes: fsgd_internal.h */
 
 /* ---- the kernel table ------------------------------------------------------
  * One row per micro-kernel: SIMD path, dtype, scalar and vector type, lanes,

@@ -35,33 +35,22 @@
 #ifndef FSGD_SPARSE_ONCE
 #define FSGD_SPARSE_ONCE
 
-typedef float fsgd_sp_v4f __attribute__((vector_size(16)));
-typedef double fsgd_sp_v2d __attribute__((vector_size(16)));
-#if FSGD_X86
-typedef float fsgd_sp_v8f __attribute__((vector_size(32)));
-typedef double fsgd_sp_v4d __attribute__((vector_size(32)));
-typedef float fsgd_sp_v16f __attribute__((vector_size(64)));
-typedef double fsgd_sp_v8d __attribute__((vector_size(64)));
-#endif
-
-#define FSGD_SP_TARGET_NONE
-#define FSGD_SP_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define FSGD_SP_TARGET_AVX512 __attribute__((target("avx512f")))
+/* vector types and target attributes: fsgd_internal.h */
 
 /* The instances: SIMD path, dtype, scalar type, vector type, lanes, target. */
 #define FSGD_SP_PATHS_PORTABLE_f32(X)                                                         \
-    X(GENERIC, f32, float, fsgd_sp_v4f, 4, FSGD_SP_TARGET_NONE)
+    X(GENERIC, f32, float, fsgd_v4f, 4, FSGD_TARGET_NONE)
 #define FSGD_SP_PATHS_PORTABLE_f64(X)                                                         \
-    X(GENERIC, f64, double, fsgd_sp_v2d, 2, FSGD_SP_TARGET_NONE)
+    X(GENERIC, f64, double, fsgd_v2d, 2, FSGD_TARGET_NONE)
 #if FSGD_X86
 #define FSGD_SP_PATHS_f32(X)                                                                  \
     FSGD_SP_PATHS_PORTABLE_f32(X)                                                             \
-    X(AVX2, f32, float, fsgd_sp_v8f, 8, FSGD_SP_TARGET_AVX2)                                  \
-    X(AVX512, f32, float, fsgd_sp_v16f, 16, FSGD_SP_TARGET_AVX512)
+    X(AVX2, f32, float, fsgd_v8f, 8, FSGD_TARGET_AVX2)                                  \
+    X(AVX512, f32, float, fsgd_v16f, 16, FSGD_TARGET_AVX512)
 #define FSGD_SP_PATHS_f64(X)                                                                  \
     FSGD_SP_PATHS_PORTABLE_f64(X)                                                             \
-    X(AVX2, f64, double, fsgd_sp_v4d, 4, FSGD_SP_TARGET_AVX2)                                 \
-    X(AVX512, f64, double, fsgd_sp_v8d, 8, FSGD_SP_TARGET_AVX512)
+    X(AVX2, f64, double, fsgd_v4d, 4, FSGD_TARGET_AVX2)                                 \
+    X(AVX512, f64, double, fsgd_v8d, 8, FSGD_TARGET_AVX512)
 #else
 #define FSGD_SP_PATHS_f32(X) FSGD_SP_PATHS_PORTABLE_f32(X)
 #define FSGD_SP_PATHS_f64(X) FSGD_SP_PATHS_PORTABLE_f64(X)
@@ -151,6 +140,23 @@ static inline int64_t fsgd_sp_group_nnz(const fsgd_csr *X, const int64_t *x_rows
 
 /* Forward, one row, columns [c, c + NV * VL): the accumulators start at the
  * bias and take the nonzeros k0..k1-1 in order, then go to z. */
+/* columns [c, n_out) in blocks of 8, 4, 2 and 1 vectors (c advances; a tail of fewer
+   than VL columns is left to the caller) */
+#define FSGD_SP_BLOCKS(BLOCK, T, VT, VL)                                                      \
+    for (; c + 8 * (VL) <= n_out; c += 8 * (VL)) BLOCK(T, VT, VL, 8);                         \
+    if (c + 4 * (VL) <= n_out) {                                                              \
+        BLOCK(T, VT, VL, 4);                                                                  \
+        c += 4 * (VL);                                                                        \
+    }                                                                                         \
+    if (c + 2 * (VL) <= n_out) {                                                              \
+        BLOCK(T, VT, VL, 2);                                                                  \
+        c += 2 * (VL);                                                                        \
+    }                                                                                         \
+    if (c + (VL) <= n_out) {                                                                  \
+        BLOCK(T, VT, VL, 1);                                                                  \
+        c += (VL);                                                                            \
+    }
+
 #define FSGD_SP_FWD_BLOCK(T, VT, VL, NV)                                                      \
     do {                                                                                      \
         VT acc_[NV];                                                                          \
@@ -236,19 +242,7 @@ static inline int64_t fsgd_sp_group_nnz(const fsgd_csr *X, const int64_t *x_rows
             }                                                                                 \
             const int64_t k0 = ip[xr], k1 = ip[xr + 1];                                       \
             int64_t c = 0;                                                                    \
-            for (; c + 8 * (VL) <= n_out; c += 8 * (VL)) FSGD_SP_FWD_BLOCK(T, VT, VL, 8);     \
-            if (c + 4 * (VL) <= n_out) {                                                      \
-                FSGD_SP_FWD_BLOCK(T, VT, VL, 4);                                              \
-                c += 4 * (VL);                                                                \
-            }                                                                                 \
-            if (c + 2 * (VL) <= n_out) {                                                      \
-                FSGD_SP_FWD_BLOCK(T, VT, VL, 2);                                              \
-                c += 2 * (VL);                                                                \
-            }                                                                                 \
-            if (c + (VL) <= n_out) {                                                          \
-                FSGD_SP_FWD_BLOCK(T, VT, VL, 1);                                              \
-                c += (VL);                                                                    \
-            }                                                                                 \
+            FSGD_SP_BLOCKS(FSGD_SP_FWD_BLOCK, T, VT, VL);                                     \
             if (c < n_out && n_out >= (VL)) {                                                 \
                 c = n_out - (VL);                                                             \
                 FSGD_SP_FWD_BLOCK(T, VT, VL, 1);                                              \
@@ -280,19 +274,7 @@ static inline int64_t fsgd_sp_group_nnz(const fsgd_csr *X, const int64_t *x_rows
             if (e0 == e1 && !first) continue;                                                 \
             T *restrict w = dW + j * n_out;                                                   \
             int64_t c = 0;                                                                    \
-            for (; c + 8 * (VL) <= n_out; c += 8 * (VL)) FSGD_SP_BWD_BLOCK(T, VT, VL, 8);     \
-            if (c + 4 * (VL) <= n_out) {                                                      \
-                FSGD_SP_BWD_BLOCK(T, VT, VL, 4);                                              \
-                c += 4 * (VL);                                                                \
-            }                                                                                 \
-            if (c + 2 * (VL) <= n_out) {                                                      \
-                FSGD_SP_BWD_BLOCK(T, VT, VL, 2);                                              \
-                c += 2 * (VL);                                                                \
-            }                                                                                 \
-            if (c + (VL) <= n_out) {                                                          \
-                FSGD_SP_BWD_BLOCK(T, VT, VL, 1);                                              \
-                c += (VL);                                                                    \
-            }                                                                                 \
+            FSGD_SP_BLOCKS(FSGD_SP_BWD_BLOCK, T, VT, VL);                                     \
             for (int64_t cc = c; cc < n_out; cc++) {                                          \
                 T a = first ? (T)0 : w[cc];                                                   \
                 for (int64_t e = e0; e < e1; e++)                                             \
