@@ -462,16 +462,22 @@ static int FN(net_args)(const fsgd_net *net, int64_t rows, const T *X)
     return (rows < 1 || rows > net->capacity || (!X && !net->x_csr)) ? FSGD_ERR_ARG : FSGD_OK;
 }
 
+/* a call's team state: no error yet, and the scratch for the team of nt */
+static int FN(team_start)(fsgd_team *team, const fsgd_net *net, int64_t rows,
+                          const int64_t *x_rows, int backward, int nt)
+{
+    memset(team, 0, sizeof *team);
+    team->scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, backward, nt));
+    return team->scratch ? FSGD_OK : FSGD_ERR_ALLOC;
+}
+
 int FN(fsgd_net_forward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
                          const int64_t *x_rows, int out_act)
 {
     if (FN(net_args)(net, rows, X)) return FSGD_ERR_ARG;
     const int nt = FN(net_threads)(net, rows, 0);
     fsgd_team team;
-    memset(&team, 0, sizeof team);
-    team.scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, 0, nt));
-    if (!team.scratch) return FSGD_ERR_ALLOC;
-    (void)nt;
+    if (FN(team_start)(&team, net, rows, x_rows, 0, nt)) return FSGD_ERR_ALLOC;
     FSGD_REGION(nt)
     FN(net_forward_team)(net, rows, X, ldx, x_rows, out_act, &team);
     return team.status;
@@ -503,10 +509,7 @@ int FN(fsgd_net_backward)(const fsgd_net *net, int64_t rows, const T *X, int64_t
     if (FN(backward_args)(net, rows, X)) return FSGD_ERR_ARG;
     const int nt = FN(net_threads)(net, rows, 1);
     fsgd_team team;
-    memset(&team, 0, sizeof team);
-    team.scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, 1, nt));
-    if (!team.scratch) return FSGD_ERR_ALLOC;
-    (void)nt;
+    if (FN(team_start)(&team, net, rows, x_rows, 1, nt)) return FSGD_ERR_ALLOC;
     FSGD_REGION(nt)
     FN(net_backward_team)(net, rows, X, ldx, x_rows, &team);
     return team.status;
@@ -567,9 +570,7 @@ int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
     int probe;
     const int nt = fsgd_tuner_pick(net->tuner, full, &probe);
     fsgd_team team;
-    memset(&team, 0, sizeof team);
-    team.scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, 1, full));
-    if (!team.scratch) return FSGD_ERR_ALLOC;
+    if (FN(team_start)(&team, net, rows, x_rows, 1, full)) return FSGD_ERR_ALLOC;
     const double t0 = net->tuner && full > 1 ? fsgd_now() : 0.0;
     FSGD_REGION(nt)
     FN(train_team)(net, opt, &prep, plan, rows, X, ldx, x_rows, y_int, y, y_rows, &team);

@@ -325,8 +325,8 @@ static inline int FN(csr_forward_rows)(int64_t r0, int64_t r1, int64_t n_in, int
 /* Bytes of scratch FN(csr_backward_dw_rows) needs for rows [j0, j1) of dW
  * and this batch: the counts of j1 - j0 + 1 buckets and the entries of the
  * largest group of batch rows. */
-static size_t FN(csr_backward_scratch)(int64_t j0, int64_t j1, int64_t rows, const fsgd_csr *X,
-                                       const int64_t *x_rows)
+/* the nonzeros of the batch's largest group of rows */
+static int64_t FN(csr_batch_most)(int64_t rows, const fsgd_csr *X, const int64_t *x_rows)
 {
     int64_t most = 0;
     for (int64_t g0 = 0; g0 < rows; g0 += FSGD_SP_GROUP) {
@@ -334,9 +334,24 @@ static size_t FN(csr_backward_scratch)(int64_t j0, int64_t j1, int64_t rows, con
         const int64_t n = fsgd_sp_group_nnz(X, x_rows, g0, gn);
         most = n > most ? n : most;
     }
-    const int64_t nj = j1 > j0 ? j1 - j0 : 0;
-    return (((size_t)(nj + 2) * sizeof(int64_t) + 63) & ~(size_t)63) +
-           (size_t)most * sizeof(FN(fsgd_sp_ent));
+    return most;
+}
+
+/* scratch of a range of nj rows of dW: the counts of nj + 1 buckets and the entries of
+   the largest group (most nonzeros), 64-byte aligned */
+static size_t FN(csr_range_bytes)(int64_t nj, int64_t most)
+{
+    const size_t n = (((size_t)((nj > 0 ? nj : 0) + 2) * sizeof(int64_t) + 63) & ~(size_t)63) +
+                     (size_t)most * sizeof(FN(fsgd_sp_ent));
+    return (n + 63) & ~(size_t)63;
+}
+
+/* Bytes of scratch FN(csr_backward_dw_rows) needs for rows [j0, j1) of dW
+ * and this batch. */
+static size_t FN(csr_backward_scratch)(int64_t j0, int64_t j1, int64_t rows, const fsgd_csr *X,
+                                       const int64_t *x_rows)
+{
+    return FN(csr_range_bytes)(j1 - j0, FN(csr_batch_most)(rows, X, x_rows));
 }
 
 /* Serial range of the backward's dW = X[x_rows]^T D (D already dL/dZ): rows
@@ -467,12 +482,11 @@ int FN(fsgd_csr_dense_backward)(int nthreads, int64_t rows, int64_t n_in, int64_
 static size_t FN(csr_backward_team_scratch)(int k, int64_t rows, int64_t n_in,
                                             const fsgd_csr *X, const int64_t *x_rows)
 {
+    const int64_t most = FN(csr_batch_most)(rows, X, x_rows);
     size_t total = 0;
     for (int p = 0; p < k; p++)
-        total += (FN(csr_backward_scratch)(FSGD_SP_RANGE(n_in, p, k),
-                                           FSGD_SP_RANGE(n_in, p + 1, k), rows, X, x_rows) +
-                  63) &
-                 ~(size_t)63;
+        total += FN(csr_range_bytes)(FSGD_SP_RANGE(n_in, p + 1, k) - FSGD_SP_RANGE(n_in, p, k),
+                                     most);
     return total + 64;
 }
 
@@ -504,14 +518,13 @@ static void FN(csr_backward_team)(int64_t rows, int64_t n_in, int64_t n_out, con
 #ifdef _OPENMP
     k = omp_get_num_threads();
 #endif
+    const int64_t most = FN(csr_batch_most)(rows, X, x_rows);
     FSGD_OMP_FOR
     for (int p = 0; p < k; p++) {
         char *ws = (char *)scratch;
         for (int q = 0; q < p; q++)
-            ws += (FN(csr_backward_scratch)(FSGD_SP_RANGE(n_in, q, k),
-                                            FSGD_SP_RANGE(n_in, q + 1, k), rows, X, x_rows) +
-                   63) &
-                  ~(size_t)63;
+            ws += FN(csr_range_bytes)(FSGD_SP_RANGE(n_in, q + 1, k) - FSGD_SP_RANGE(n_in, q, k),
+                                      most);
         const int st = FN(csr_backward_dw_rows)(FSGD_SP_RANGE(n_in, p, k),
                                                 FSGD_SP_RANGE(n_in, p + 1, k), rows, n_in,
                                                 n_out, X, x_rows, D, dW, ws);
