@@ -80,6 +80,34 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
  * write == 0: compute only, return 1 if any new value is not finite.
  * write == 1: store every new value (a value that is not finite, which the
  * check pass has excluded, would keep the old one and return 1). */
+/* ok ? a : b, chosen on the bits: the write pass stores every element
+ * unconditionally (a select on the values lets the compiler turn the store
+ * into a masked one, which some CPUs run an element at a time). */
+static inline __attribute__((always_inline)) T FN(pick)(int ok, T a, T b)
+{
+    UT ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    const UT m = (UT)0 - (UT)ok;
+    const UT r = (ua & m) | (ub & ~m);
+    T out;
+    memcpy(&out, &r, sizeof out);
+    return out;
+}
+
+/* One function per rule variant over elements [lo, hi) of one segment.
+ * write == 0: compute only, return 1 if any new value is not finite.
+ * write == 1: store every new value (a value that is not finite, which the
+ * check pass has excluded, would keep the old one and return 1). */
+#define UPD_ELEM(KIND, MOM, NEST, AMS, CENT)                                                  \
+    T n0, n1, n2;                                                                             \
+    const T p0 = p[i];                                                                        \
+    const T np = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, &u, &pen, p0, g[i],                \
+                               U0 ? s0[i] : (T)0, U1 ? s1[i] : (T)0, U2 ? s2[i] : (T)0,       \
+                               &n0, &n1, &n2);                                                \
+    const int ok = FSGD_FINITE(np) & (!U0 | FSGD_FINITE(n0)) & (!U1 | FSGD_FINITE(n1)) &      \
+                   (!U2 | FSGD_FINITE(n2));                                                   \
+    bad |= !ok;
 #define UPD_FN(NAME, KIND, MOM, NEST, AMS, CENT)                                              \
     FSGD_CLONES static int FN(NAME)(const FN(rule_settings) u, const FN(penalty) pen,         \
                                     int write, int64_t lo, int64_t hi, const T *restrict g,   \
@@ -90,20 +118,18 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
         const int U1 = (KIND == FSGD_OPT_ADAM) || (KIND == FSGD_OPT_RMSPROP && MOM);          \
         const int U2 = (KIND == FSGD_OPT_ADAM && AMS) || (KIND == FSGD_OPT_RMSPROP && CENT);  \
         int bad = 0;                                                                          \
-        for (int64_t i = lo; i < hi; i++) {                                                   \
-            T n0, n1, n2;                                                                     \
-            const T np = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, &u, &pen, p[i], g[i],      \
-                                       U0 ? s0[i] : (T)0, U1 ? s1[i] : (T)0,                  \
-                                       U2 ? s2[i] : (T)0, &n0, &n1, &n2);                     \
-            const int ok = FSGD_FINITE(np) & (!U0 | FSGD_FINITE(n0)) &                        \
-                           (!U1 | FSGD_FINITE(n1)) & (!U2 | FSGD_FINITE(n2));                 \
-            bad |= !ok;                                                                       \
-            if (write) {                                                                      \
-                p[i] = ok ? np : p[i];                                                        \
-                if (U0) s0[i] = ok ? n0 : s0[i];                                              \
-                if (U1) s1[i] = ok ? n1 : s1[i];                                              \
-                if (U2) s2[i] = ok ? n2 : s2[i];                                              \
+        if (!write) {                                                                         \
+            for (int64_t i = lo; i < hi; i++) {                                               \
+                UPD_ELEM(KIND, MOM, NEST, AMS, CENT)                                          \
             }                                                                                 \
+            return bad;                                                                       \
+        }                                                                                     \
+        for (int64_t i = lo; i < hi; i++) {                                                   \
+            UPD_ELEM(KIND, MOM, NEST, AMS, CENT)                                              \
+            p[i] = FN(pick)(ok, np, p0);                                                      \
+            if (U0) s0[i] = FN(pick)(ok, n0, s0[i]);                                          \
+            if (U1) s1[i] = FN(pick)(ok, n1, s1[i]);                                          \
+            if (U2) s2[i] = FN(pick)(ok, n2, s2[i]);                                          \
         }                                                                                     \
         return bad;                                                                           \
     }
@@ -119,6 +145,7 @@ UPD_FN(upd_rms_mom_cent, FSGD_OPT_RMSPROP, 1, 0, 0, 1)
 UPD_FN(upd_adam, FSGD_OPT_ADAM, 0, 0, 0, 0)
 UPD_FN(upd_adam_ams, FSGD_OPT_ADAM, 0, 0, 1, 0)
 #undef UPD_FN
+#undef UPD_ELEM
 
 /* Plain SGD on a segment without penalties: p -= lr * g in one stream. */
 FSGD_CLONES static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN(penalty) pen,
@@ -141,7 +168,7 @@ FSGD_CLONES static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN(pen
         const T np = p0 - lr * g[i];
         const int ok = FSGD_FINITE(np);
         bad |= !ok;
-        p[i] = ok ? np : p0;
+        p[i] = FN(pick)(ok, np, p0);
     }
     return bad;
 }
