@@ -389,11 +389,8 @@ static size_t FN(net_scratch)(const fsgd_net *net, int64_t rows, const int64_t *
         const fsgd_layer *L = &net->layers[l];
         if (L->kind == FSGD_LAYER_BATCH_NORM) FSGD_NEED(3 * (size_t)L->n_out * sizeof(T));
         if (L->kind == FSGD_LAYER_DENSE && l == 0 && net->x_csr) {
-            /* the sparse backward's ranges: for a team of one and of nt */
-            if (backward) {
-                FSGD_NEED(FN(csr_backward_team_scratch)(1, rows, L->n_in, net->x_csr, x_rows));
-                FSGD_NEED(FN(csr_backward_team_scratch)(nt, rows, L->n_in, net->x_csr, x_rows));
-            }
+            /* the sparse backward sorts the batch (a team of up to nt) */
+            if (backward) FSGD_NEED(FN(csr_scratch)(nt, rows, L->n_in, net->x_csr, x_rows));
             continue;
         }
         if (L->kind != FSGD_LAYER_DENSE) continue;

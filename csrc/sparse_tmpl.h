@@ -12,20 +12,20 @@
  * db = the column sums of D (fsgd_col_sums). Every element of dW is summed
  * from zero over the batch rows in batch order, a row's nonzeros in CSR
  * order, by one thread: the same bits for any thread count. For that sum the
- * batch's nonzeros are first sorted by column (a stable counting sort, into
- * scratch memory the caller of the range function provides); each row of dW
- * is then summed in registers, block by block of columns, from its column's
- * (row, value) entries, and stored once (which also zeroes it).
+ * team first sorts the batch's nonzeros by column (a stable counting sort in
+ * groups of batch rows, each thread counting and placing its share of a
+ * group's rows, into scratch sized before the region); each row of dW is
+ * then summed in registers, block by block of columns, from its column's
+ * (row, value) entries, and stored once (which also zeroes it). The threads
+ * take ranges of rows of dW holding about equal numbers of entries.
  *
- * Each kernel is a serial range function (the forward over a range of batch
- * rows; the backward over a range of rows of dW, all columns, all batch
- * rows) and a thin parallel loop over ranges; the range functions open no
- * parallel region. They run in one of three instances chosen by
- * fsgd_simd_get(): GCC vectors of 16 bytes (the generic path), AVX2 with
- * FMA, and AVX-512F. Within one instance an element is computed by the same
- * operations wherever its column falls (vector block or scalar tail) and
- * however the work is split, so the instances differ from one another only
- * by the rounding of fused multiply-adds.
+ * The forward is a serial range function over batch rows, run by each
+ * thread of the team on its range. The kernels run in one of three
+ * instances chosen by fsgd_simd_get(): GCC vectors of 16 bytes (the generic
+ * path), AVX2 with FMA, and AVX-512F. Within one instance an element is
+ * computed by the same operations wherever its column falls (vector block or
+ * scalar tail) and however the work is split, so the instances differ from
+ * one another only by the rounding of fused multiply-adds.
  *
  * Index checks: a batch row outside [0, X->n_rows) or a column index outside
  * [0, n_in) is never dereferenced and makes the kernel return FSGD_ERR_ARG
@@ -57,12 +57,11 @@
 #endif
 
 /* Batch rows are visited in a random order, so the hardware cannot guess
- * where the next rows' nonzeros lie. A range of the forward starts by
- * fetching the indices and values of its first FSGD_SP_LEAD rows; then,
- * while row r is summed, those of row r + FSGD_SP_AHEAD and the indptr
- * entry of row r + 2 FSGD_SP_AHEAD are fetched. The backward fetches a
- * group's rows before it sorts them. Only rows inside [0, X->n_rows) are
- * looked up. */
+ * where the next rows' nonzeros lie. A range of the forward (and of the
+ * backward's sort) starts by fetching the indices and values of its first
+ * FSGD_SP_LEAD rows; then, while row r is summed, those of row
+ * r + FSGD_SP_AHEAD and the indptr entry of row r + 2 FSGD_SP_AHEAD are
+ * fetched. Only rows inside [0, X->n_rows) are looked up. */
 #define FSGD_SP_LEAD 64
 #define FSGD_SP_AHEAD 2
 
@@ -113,8 +112,21 @@ static inline void fsgd_sp_prefetch_step(const fsgd_csr *X, const int64_t *x_row
 /* column index j of a nonzero outside [0, n_in) (a negative j wraps to a huge value) */
 #define FSGD_SP_BAD_COL(j, n_in) ((uint64_t)(j) >= (uint64_t)(n_in))
 
-/* The backward sorts the batch in groups of at most FSGD_SP_GROUP rows; an
- * entry of a group's sorted nonzeros is (row in the group, value). */
+/* the nonzeros [*k0, *k1) of batch row r; returns 0 for a row index outside
+   [0, X->n_rows) (which has none) */
+static inline int fsgd_sp_span(const fsgd_csr *X, const int64_t *x_rows, int64_t r, int64_t *k0,
+                               int64_t *k1)
+{
+    const int64_t xr = x_rows ? x_rows[r] : r;
+    *k0 = *k1 = 0;
+    if (xr < 0 || xr >= X->n_rows) return 0;
+    *k0 = X->indptr[xr];
+    *k1 = X->indptr[xr + 1];
+    return 1;
+}
+
+/* The batch is sorted in groups of at most FSGD_SP_GROUP rows; an entry of a
+ * group's sorted nonzeros is (row in the group, value). */
 #define FSGD_SP_GROUP 256
 typedef struct {
     int32_t r;
@@ -125,21 +137,57 @@ typedef struct {
     double v;
 } fsgd_sp_ent_f64;
 
-/* the nonzeros of batch rows [g0, g0 + gn) (rows with an index out of range
- * have none) */
-static inline int64_t fsgd_sp_group_nnz(const fsgd_csr *X, const int64_t *x_rows, int64_t g0,
-                                        int64_t gn)
+/* Where a team of k keeps the sorted batch, in bytes from the start of the
+ * sparse scratch (each part 64-byte aligned):
+ *   colend  per group, n_in + 1 entry offsets: column j's entries are
+ *           ent[colend[j]] .. ent[colend[j + 1] - 1], in batch-row order;
+ *   cnt     per group and thread, n_in counts of that thread's rows' entries;
+ *   pos     per group and thread, n_in offsets one past those entries (the
+ *           thread's entries of column j come after those of the threads
+ *           before it, so that a column's entries follow the batch order);
+ *   ent     the batch's nonzeros. */
+typedef struct {
+    int64_t groups;
+    size_t colend, cnt, pos, ent, bytes;
+} fsgd_sp_layout;
+
+#define FSGD_SP_ALIGN(n) (((n) + 63) & ~(size_t)63)
+
+static inline fsgd_sp_layout fsgd_sp_layout_of(int64_t rows, int64_t n_in, int k, int64_t nnz,
+                                               size_t ent_size)
+{
+    fsgd_sp_layout L;
+    L.groups = rows > 0 ? (rows + FSGD_SP_GROUP - 1) / FSGD_SP_GROUP : 1;
+    const size_t per = (size_t)L.groups * (size_t)(n_in > 0 ? n_in : 0);
+    L.colend = 0;
+    L.cnt = L.colend + FSGD_SP_ALIGN((per + (size_t)L.groups) * sizeof(int64_t));
+    L.pos = L.cnt + FSGD_SP_ALIGN(per * (size_t)k * sizeof(int64_t));
+    L.ent = L.pos + FSGD_SP_ALIGN(per * (size_t)k * sizeof(int64_t));
+    L.bytes = L.ent + FSGD_SP_ALIGN((size_t)(nnz > 0 ? nnz : 0) * ent_size);
+    return L;
+}
+
+/* the nonzeros of the batch (rows with an index out of range have none) */
+static inline int64_t fsgd_sp_batch_nnz(const fsgd_csr *X, const int64_t *x_rows, int64_t rows)
 {
     int64_t total = 0;
-    for (int64_t g = g0; g < g0 + gn; g++) {
+    for (int64_t g = 0; g < rows; g++) {
         const int64_t xr = x_rows ? x_rows[g] : g;
         if (xr >= 0 && xr < X->n_rows) total += X->indptr[xr + 1] - X->indptr[xr];
     }
     return total;
 }
 
-/* Forward, one row, columns [c, c + NV * VL): the accumulators start at the
- * bias and take the nonzeros k0..k1-1 in order, then go to z. */
+/* group g's rows [g0, g0 + gn), and thread t's share [*a, *b) of them */
+static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t *g0,
+                                 int64_t *a, int64_t *b)
+{
+    *g0 = g * FSGD_SP_GROUP;
+    const int64_t gn = rows - *g0 < FSGD_SP_GROUP ? rows - *g0 : FSGD_SP_GROUP;
+    *a = *g0 + gn * t / k;
+    *b = *g0 + gn * (t + 1) / k;
+}
+
 /* columns [c, n_out) in blocks of 8, 4, 2 and 1 vectors (c advances; a tail of fewer
    than VL columns is left to the caller) */
 #define FSGD_SP_BLOCKS(BLOCK, T, VT, VL)                                                      \
@@ -212,9 +260,9 @@ static inline int64_t fsgd_sp_group_nnz(const fsgd_csr *X, const int64_t *x_rows
  *   fsgd_sp_fwd_<PATH>_<SFX>: rows [r0, r1) of the forward, activation
  *     included; FSGD_OK, or FSGD_ERR_ARG after an index out of range;
  *   fsgd_sp_bwd_<PATH>_<SFX>: rows [j0, j1) of dW from a group's sorted
- *     entries (column j's are ent[end[j - j0 - 1]] .. ent[end[j - j0] - 1],
- *     end[-1] = 0; Dg: the group's first row of D; first: the batch's first
- *     group, whose sums start from zero, the others' from dW).
+ *     entries (column j's are ent[end[j - j0 - 1]] .. ent[end[j - j0] - 1];
+ *     Dg: the group's first row of D; first: the batch's first group, whose
+ *     sums start from zero, the others' from dW).
  * Columns go in blocks of 8, 4, 2, 1 vectors. The forward's last partial
  * vector is the row's last VL columns again (recomputed by the same
  * operations, so the columns they share are written with the same values);
@@ -312,184 +360,100 @@ static inline int FN(csr_path)(void)
     return (p >= 0 && p < FSGD_SIMD_COUNT && FN(csr_fwd_table)[p]) ? p : FSGD_SIMD_GENERIC;
 }
 
-/* Serial range of the forward: Z rows [r0, r1) of the batch, activation
- * included. Returns FSGD_OK, or FSGD_ERR_ARG after an index out of range. */
-static inline int FN(csr_forward_rows)(int64_t r0, int64_t r1, int64_t n_in, int64_t n_out,
-                                       const fsgd_csr *X, const int64_t *x_rows, const T *W,
-                                       const T *b, int act, T slope, T *Z)
+/* Bytes of sparse scratch a team of up to k threads needs for this batch. */
+static size_t FN(csr_scratch)(int k, int64_t rows, int64_t n_in, const fsgd_csr *X,
+                              const int64_t *x_rows)
 {
-    return FN(csr_fwd_table)[FN(csr_path)()](r0, r1, n_in, n_out, X, x_rows, W, b, act, slope,
-                                             Z);
+    return fsgd_sp_layout_of(rows, n_in, k, fsgd_sp_batch_nnz(X, x_rows, rows),
+                             sizeof(FN(fsgd_sp_ent)))
+               .bytes +
+           64;
 }
 
-/* Bytes of scratch FN(csr_backward_dw_rows) needs for rows [j0, j1) of dW
- * and this batch: the counts of j1 - j0 + 1 buckets and the entries of the
- * largest group of batch rows. */
-/* the nonzeros of the batch's largest group of rows */
-static int64_t FN(csr_batch_most)(int64_t rows, const fsgd_csr *X, const int64_t *x_rows)
+/* Team body: sort the batch's nonzeros by column into sp (laid out as
+ * fsgd_sp_layout_of says for this team), each thread its share of every
+ * group's rows. A row's nonzeros end before its first column index outside
+ * [0, n_in); a batch row outside [0, X->n_rows) has none (both set
+ * team->status to FSGD_ERR_ARG). There is one barrier, between the counts
+ * and the placing; on return a thread has placed its own rows' entries, and
+ * the others' are placed after the next barrier. */
+static void FN(csr_sort_team)(int64_t rows, int64_t n_in, const fsgd_csr *X,
+                              const int64_t *x_rows, const fsgd_sp_layout *L, char *sp,
+                              fsgd_team *team)
 {
-    int64_t most = 0;
-    for (int64_t g0 = 0; g0 < rows; g0 += FSGD_SP_GROUP) {
-        const int64_t gn = rows - g0 < FSGD_SP_GROUP ? rows - g0 : FSGD_SP_GROUP;
-        const int64_t n = fsgd_sp_group_nnz(X, x_rows, g0, gn);
-        most = n > most ? n : most;
-    }
-    return most;
-}
-
-/* scratch of a range of nj rows of dW: the counts of nj + 1 buckets and the entries of
-   the largest group (most nonzeros), 64-byte aligned */
-static size_t FN(csr_range_bytes)(int64_t nj, int64_t most)
-{
-    const size_t n = (((size_t)((nj > 0 ? nj : 0) + 2) * sizeof(int64_t) + 63) & ~(size_t)63) +
-                     (size_t)most * sizeof(FN(fsgd_sp_ent));
-    return (n + 63) & ~(size_t)63;
-}
-
-/* Bytes of scratch FN(csr_backward_dw_rows) needs for rows [j0, j1) of dW
- * and this batch. */
-static size_t FN(csr_backward_scratch)(int64_t j0, int64_t j1, int64_t rows, const fsgd_csr *X,
-                                       const int64_t *x_rows)
-{
-    return FN(csr_range_bytes)(j1 - j0, FN(csr_batch_most)(rows, X, x_rows));
-}
-
-/* Serial range of the backward's dW = X[x_rows]^T D (D already dL/dZ): rows
- * [j0, j1) of dW, every column, over all batch rows. The batch goes in
- * groups of up to FSGD_SP_GROUP rows; a group's nonzeros are sorted by
- * column into scratch (64-byte aligned, FN(csr_backward_scratch) bytes,
- * used by this range alone), then handed to the instance of the SIMD path
- * in use. Returns FSGD_OK, or FSGD_ERR_ARG after an index out of range. */
-static int FN(csr_backward_dw_rows)(int64_t j0, int64_t j1, int64_t rows, int64_t n_in,
-                                    int64_t n_out, const fsgd_csr *X, const int64_t *x_rows,
-                                    const T *D, T *dW, void *scratch)
-{
-    if (j1 <= j0) return FSGD_OK;
+    int t = 0, k = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    k = omp_get_num_threads();
+#endif
     const T *val = (const T *)X->data;
     const int32_t *idx = X->indices;
-    const int64_t *ip = X->indptr;
-    const int64_t nj = j1 - j0;
-    const FN(csr_bwd_fn) acc = FN(csr_bwd_table)[FN(csr_path)()];
-    int64_t kb[FSGD_SP_GROUP], ke[FSGD_SP_GROUP];
+    int64_t *colend = (int64_t *)(sp + L->colend);
+    int64_t *cnt = (int64_t *)(sp + L->cnt);
+    int64_t *pos = (int64_t *)(sp + L->pos);
+    FN(fsgd_sp_ent) *ent = (FN(fsgd_sp_ent) *)(sp + L->ent);
     int bad = 0;
-    for (int64_t g0 = 0; g0 == 0 || g0 < rows; g0 += FSGD_SP_GROUP) {
-        const int64_t gn = rows - g0 < FSGD_SP_GROUP ? rows - g0 : FSGD_SP_GROUP;
-        /* the nonzeros k in [kb, ke) of each row of the group (none for a bad row index) */
-        for (int64_t g = 0; g < gn; g++) {
-            const int64_t xr = x_rows ? x_rows[g0 + g] : g0 + g;
-            kb[g] = ke[g] = 0;
-            if (xr < 0 || xr >= X->n_rows) {
-                bad = 1;
-                continue;
-            }
-            kb[g] = ip[xr];
-            ke[g] = ip[xr + 1];
-            fsgd_sp_prefetch_data(X, x_rows, g0 + g, rows, sizeof(T));
-        }
-        const size_t cnt_bytes = ((size_t)(nj + 2) * sizeof(int64_t) + 63) & ~(size_t)63;
-        char *ws = (char *)scratch;
-        /* Bucket t < nj holds column j0 + t; bucket nj every other column, so that the
-           loops below need no branch per nonzero. cnt[t] counts bucket t's entries, then
-           becomes its first entry, then one past its last; cnt[-1] is 0. */
-        int64_t *cnt = (int64_t *)ws + 1;
-        FN(fsgd_sp_ent) *ent = (FN(fsgd_sp_ent) *)(ws + cnt_bytes);
-        memset(ws, 0, (size_t)(nj + 2) * sizeof(int64_t));
-#define FSGD_SP_BUCKET(j) ((uint64_t)((j) - j0) < (uint64_t)nj ? (j) - j0 : nj)
-        for (int64_t g = 0; g < gn; g++) {
-            int64_t nbad = 0;
-            for (int64_t k = kb[g]; k < ke[g]; k++) {
-                const int64_t j = idx[k];
-                cnt[FSGD_SP_BUCKET(j)]++;
-                nbad += FSGD_SP_BAD_COL(j, n_in);
-            }
-            if (nbad) {
-                /* the row ends before its first column index out of range */
-                int64_t k = kb[g];
-                while (!FSGD_SP_BAD_COL(idx[k], n_in)) k++;
-                for (int64_t q = k; q < ke[g]; q++) cnt[FSGD_SP_BUCKET((int64_t)idx[q])]--;
-                ke[g] = k;
-                bad = 1;
+    for (int64_t g = 0; g < L->groups; g++) {
+        int64_t g0, a, b;
+        fsgd_sp_share(rows, g, t, k, &g0, &a, &b);
+        int64_t *c = cnt + (g * k + t) * n_in;
+        memset(c, 0, (size_t)n_in * sizeof(int64_t));
+        fsgd_sp_prefetch_start(X, x_rows, a, b, sizeof(T));
+        for (int64_t r = a; r < b; r++) {
+            fsgd_sp_prefetch_step(X, x_rows, r, b, sizeof(T));
+            int64_t q0, q1;
+            bad |= !fsgd_sp_span(X, x_rows, r, &q0, &q1);
+            for (int64_t q = q0; q < q1; q++) {
+                const int64_t j = idx[q];
+                if (FSGD_SP_BAD_COL(j, n_in)) { /* the row ends before it */
+                    bad = 1;
+                    break;
+                }
+                c[j]++;
             }
         }
-        for (int64_t t = 0, run = 0; t <= nj; t++) {
-            const int64_t n = cnt[t];
-            cnt[t] = run;
-            run += n;
-        }
-        for (int64_t g = 0; g < gn; g++) {
-            for (int64_t k = kb[g]; k < ke[g]; k++) {
-                const int64_t j = idx[k];
-                FN(fsgd_sp_ent) *en = ent + cnt[FSGD_SP_BUCKET(j)]++;
-                en->r = (int32_t)g;
-                en->v = val[k];
-            }
-        }
-#undef FSGD_SP_BUCKET
-        acc(j0, j1, n_out, cnt, ent, D + g0 * n_out, g0 == 0, dW);
     }
-    return bad ? FSGD_ERR_ARG : FSGD_OK;
-}
-
-int FN(fsgd_csr_dense_forward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
-                               const fsgd_csr *X, const int64_t *x_rows, const T *W,
-                               const T *b, int act, T slope, T *Z)
-{
-    if (!X || rows < 0 || n_in < 1 || n_out < 1) return FSGD_ERR_ARG;
-    const int nt = fsgd_threads_for(nthreads, rows * n_out * 8, FSGD_PAR_MIN);
-    int st = FSGD_OK;
-    /* nt contiguous ranges of batch rows, one per thread */
+    if (bad) FSGD_TEAM_SET(team->status, FSGD_ERR_ARG);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1) reduction(max : st)
+#pragma omp barrier
 #endif
-    for (int p = 0; p < nt; p++) {
-        const int s = FN(csr_forward_rows)(rows * p / nt, rows * (p + 1) / nt, n_in, n_out, X,
-                                           x_rows, W, b, act, slope, Z);
-        st = s > st ? s : st;
+    int64_t run = 0; /* the entries of the groups and columns before */
+    for (int64_t g = 0; g < L->groups; g++) {
+        int64_t g0, a, b;
+        fsgd_sp_share(rows, g, t, k, &g0, &a, &b);
+        const int64_t *cg = cnt + g * k * n_in;
+        int64_t *p = pos + (g * k + t) * n_in;
+        int64_t *ce = colend + g * (n_in + 1);
+        if (t == 0) ce[0] = run;
+        for (int64_t j = 0; j < n_in; j++) {
+            int64_t before = 0, all = 0;
+            for (int q = 0; q < k; q++) {
+                const int64_t n = cg[q * n_in + j];
+                before += q < t ? n : 0;
+                all += n;
+            }
+            p[j] = run + before;
+            run += all;
+            if (t == 0) ce[j + 1] = run;
+        }
+        for (int64_t r = a; r < b; r++) {
+            int64_t q0, q1;
+            fsgd_sp_span(X, x_rows, r, &q0, &q1);
+            const int32_t gr = (int32_t)(r - g0);
+            for (int64_t q = q0; q < q1; q++) {
+                const int64_t j = idx[q];
+                if (FSGD_SP_BAD_COL(j, n_in)) break;
+                FN(fsgd_sp_ent) *en = ent + p[j]++;
+                en->r = gr;
+                en->v = val[q];
+            }
+        }
     }
-    return st;
 }
 
-int FN(fsgd_csr_dense_backward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
-                                const fsgd_csr *X, const int64_t *x_rows, const T *A, int act,
-                                T slope, T *D, T *dW, T *db)
-{
-    if (!X || rows < 0 || n_in < 1 || n_out < 1) return FSGD_ERR_ARG;
-    FN(fsgd_act_backward)(nthreads, act, slope, rows, n_out, A, D);
-    /* nt contiguous ranges of rows of dW, one per thread */
-    const int nt = fsgd_threads_for(nthreads, n_in * n_out, FSGD_PAR_MIN / 4);
-    int st = FSGD_OK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1) reduction(max : st)
-#endif
-    for (int p = 0; p < nt; p++) {
-        /* each thread sorts into its own workspace */
-        const int64_t j0 = n_in * p / nt, j1 = n_in * (p + 1) / nt;
-        void *scratch = fsgd_workspace(FN(csr_backward_scratch)(j0, j1, rows, X, x_rows));
-        const int s = scratch ? FN(csr_backward_dw_rows)(j0, j1, rows, n_in, n_out, X, x_rows,
-                                                         D, dW, scratch)
-                              : FSGD_ERR_ALLOC;
-        st = s > st ? s : st;
-    }
-    FN(fsgd_col_sums)(nthreads, rows, n_out, D, db);
-    return st;
-}
-
-/* ---- inside a network's region (see fsgd_team in fsgd_internal.h) ------------ */
-/* the team's p-th of k ranges of [0, n) */
-#define FSGD_SP_RANGE(n, p, k) ((n) * (p) / (k))
-
-/* team scratch of the backward: the k ranges' scratch, one after another */
-static size_t FN(csr_backward_team_scratch)(int k, int64_t rows, int64_t n_in,
-                                            const fsgd_csr *X, const int64_t *x_rows)
-{
-    const int64_t most = FN(csr_batch_most)(rows, X, x_rows);
-    size_t total = 0;
-    for (int p = 0; p < k; p++)
-        total += FN(csr_range_bytes)(FSGD_SP_RANGE(n_in, p + 1, k) - FSGD_SP_RANGE(n_in, p, k),
-                                     most);
-    return total + 64;
-}
-
+/* Team body of the forward: Z[r, :] = f(b + sum over the nonzeros (j, v) of
+ * row r, in CSR order, of v * W[j, :]); each thread a range of batch rows,
+ * two rows at a time. Ends with a barrier. */
 static void FN(csr_forward_team)(int64_t rows, int64_t n_in, int64_t n_out, const fsgd_csr *X,
                                  const int64_t *x_rows, const T *W, const T *b, int act,
                                  T slope, T *Z, fsgd_team *team)
@@ -498,41 +462,95 @@ static void FN(csr_forward_team)(int64_t rows, int64_t n_in, int64_t n_out, cons
 #ifdef _OPENMP
     k = omp_get_num_threads();
 #endif
+    const FN(csr_fwd_fn) fwd = FN(csr_fwd_table)[FN(csr_path)()];
     FSGD_OMP_FOR
     for (int p = 0; p < k; p++) {
-        const int st = FN(csr_forward_rows)(FSGD_SP_RANGE(rows, p, k),
-                                            FSGD_SP_RANGE(rows, p + 1, k), n_in, n_out, X,
-                                            x_rows, W, b, act, slope, Z);
+        const int st = fwd(rows * p / k, rows * (p + 1) / k, n_in, n_out, X, x_rows, W, b, act,
+                           slope, Z);
         if (st) FSGD_TEAM_SET(team->status, st);
     }
 }
 
-/* D holds dL/dZ when dz, else dL/dA; scratch: csr_backward_team_scratch bytes for
-   this team's size */
+/* Team body of the backward: dW = X[x_rows]^T D and db = the column sums
+ * of D (D holds dL/dZ when dz, else dL/dA and becomes dL/dZ first). Each row
+ * of dW is summed by one thread, from zero over the batch rows in order; the
+ * threads take ranges of rows of dW with about equal numbers of entries.
+ * sp: csr_scratch bytes for this team's size, where the batch is sorted. */
 static void FN(csr_backward_team)(int64_t rows, int64_t n_in, int64_t n_out, const fsgd_csr *X,
                                   const int64_t *x_rows, const T *A, int act, T slope, int dz,
-                                  T *D, T *dW, T *db, void *scratch, fsgd_team *team)
+                                  T *D, T *dW, T *db, char *sp, fsgd_team *team)
 {
     if (!dz) FN(act_backward_team)(act, slope, rows, n_out, A, D);
-    int k = 1;
+    int t = 0, k = 1;
 #ifdef _OPENMP
+    t = omp_get_thread_num();
     k = omp_get_num_threads();
 #endif
-    const int64_t most = FN(csr_batch_most)(rows, X, x_rows);
-    FSGD_OMP_FOR
-    for (int p = 0; p < k; p++) {
-        char *ws = (char *)scratch;
-        for (int q = 0; q < p; q++)
-            ws += FN(csr_range_bytes)(FSGD_SP_RANGE(n_in, q + 1, k) - FSGD_SP_RANGE(n_in, q, k),
-                                      most);
-        const int st = FN(csr_backward_dw_rows)(FSGD_SP_RANGE(n_in, p, k),
-                                                FSGD_SP_RANGE(n_in, p + 1, k), rows, n_in,
-                                                n_out, X, x_rows, D, dW, ws);
-        if (st) FSGD_TEAM_SET(team->status, st);
+    const fsgd_sp_layout L = fsgd_sp_layout_of(rows, n_in, k, fsgd_sp_batch_nnz(X, x_rows, rows),
+                                               sizeof(FN(fsgd_sp_ent)));
+    FN(csr_sort_team)(rows, n_in, X, x_rows, &L, sp, team);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    const int64_t *colend = (const int64_t *)(sp + L.colend);
+    const FN(fsgd_sp_ent) *ent = (const FN(fsgd_sp_ent) *)(sp + L.ent);
+    /* thread t's rows of dW: where the count of entries plus one per row, over the
+       first group, passes t / k and (t + 1) / k of its total */
+    const int64_t total = colend[n_in] - colend[0] + n_in;
+    int64_t j0 = 0, j1 = 0;
+    for (int side = 0; side < 2; side++) {
+        const int64_t want = total * (t + side) / k;
+        int64_t lo = 0, hi = n_in;
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if (colend[mid] - colend[0] + mid < want) lo = mid + 1;
+            else hi = mid;
+        }
+        if (side) j1 = t == k - 1 ? n_in : lo;
+        else j0 = t == 0 ? 0 : lo;
+    }
+    const FN(csr_bwd_fn) acc = FN(csr_bwd_table)[FN(csr_path)()];
+    for (int64_t g = 0; g < L.groups && j0 < j1; g++) {
+        const int64_t *ce = colend + g * (n_in + 1);
+        acc(j0, j1, n_out, ce + j0 + 1, ent, D + g * FSGD_SP_GROUP * n_out, g == 0, dW);
     }
     FN(col_sums_team)(rows, n_out, D, db);
 }
-#undef FSGD_SP_RANGE
+
+int FN(fsgd_csr_dense_forward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
+                               const fsgd_csr *X, const int64_t *x_rows, const T *W,
+                               const T *b, int act, T slope, T *Z)
+{
+    if (!X || rows < 0 || n_in < 1 || n_out < 1) return FSGD_ERR_ARG;
+    const int nt = fsgd_threads_for(nthreads, rows * n_out * 8, FSGD_PAR_MIN);
+    fsgd_team team;
+    memset(&team, 0, sizeof team);
+    (void)nt;
+    FSGD_REGION(nt)
+    FN(csr_forward_team)(rows, n_in, n_out, X, x_rows, W, b, act, slope, Z, &team);
+    return team.status;
+}
+
+int FN(fsgd_csr_dense_backward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
+                                const fsgd_csr *X, const int64_t *x_rows, const T *A, int act,
+                                T slope, T *D, T *dW, T *db)
+{
+    if (!X || rows < 0 || n_in < 1 || n_out < 1) return FSGD_ERR_ARG;
+    if (rows == 0) {
+        memset(dW, 0, (size_t)(n_in * n_out) * sizeof(T));
+        memset(db, 0, (size_t)n_out * sizeof(T));
+        return FSGD_OK;
+    }
+    const int nt = fsgd_threads_for(nthreads, n_in * n_out, FSGD_PAR_MIN / 4);
+    fsgd_team team;
+    memset(&team, 0, sizeof team);
+    char *sp = (char *)fsgd_workspace(FN(csr_scratch)(nt, rows, n_in, X, x_rows));
+    if (!sp) return FSGD_ERR_ALLOC;
+    sp = (char *)FSGD_SP_ALIGN((uintptr_t)sp);
+    FSGD_REGION(nt)
+    FN(csr_backward_team)(rows, n_in, n_out, X, x_rows, A, act, slope, 0, D, dW, db, sp, &team);
+    return team.status;
+}
 
 /* out[i, :] = (T)X[rows[i], :] * scale + offset for X of another element type
  * (kind: FSGD_IN_* below), and a finiteness check of the result: returns the
