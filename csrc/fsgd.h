@@ -305,8 +305,10 @@ typedef struct {
  * The call times itself; after its second call and then, now and then, a
  * few calls try the other choice (one thread or nthreads) and the faster is
  * kept.
- * Tries grow rarer while the choice holds, and rarer the slower the other
- * choice was (up to 4096 calls apart; fsgd_tuner_record in fsgd_internal.h). The split of work never
+ * A try that is already far slower after one call ends there. Tries grow
+ * rarer while the choice holds, and rarer the slower the other choice was
+ * (up to 4096 calls apart, 16384 after a far slower try; fsgd_tuner_record
+ * in fsgd_internal.h). The split of work never
  * changes a result's bits, so neither does the choice. Zero-initialise;
  * a change of nthreads starts it again. */
 typedef struct fsgd_tuner {

@@ -195,11 +195,16 @@ static inline int fsgd_tuner_pick(struct fsgd_tuner *t, int nt, int *probe)
 
 /* The current choice's calls move its estimate halfway each (the first call, which
  * warms the team up, is not counted); a try's mean replaces the other choice's.
+ * A try ends after one call when that call already took FSGD_TUNER_FAR times the
+ * current choice's estimate (a descheduled team member makes every call of a
+ * try cost a scheduler slice or more, and one such call is evidence enough).
  * After a try the faster choice is kept, and the next try waits twice as long as
  * the last wait, or long enough that a slow try costs a few percent (32 calls per
  * unit of the slowdown the try showed), but no longer than 32, 128, 512, ...
  * calls (up to 4096) as tries keep confirming it: one unlucky try cannot hold a
- * wrong choice for long. */
+ * wrong choice for long. A try FSGD_TUNER_FAR times slower may wait up to 16384
+ * calls whatever the streak. */
+#define FSGD_TUNER_FAR 4.0
 static inline void fsgd_tuner_record(struct fsgd_tuner *t, int team, int probe, double seconds,
                                      int64_t rows)
 {
@@ -213,7 +218,9 @@ static inline void fsgd_tuner_record(struct fsgd_tuner *t, int team, int probe, 
         return;
     }
     t->try_sum += pr;
-    if (++t->try_calls < FSGD_TUNER_TRY) return; /* the try goes on: next_probe has passed */
+    ++t->try_calls;
+    const int far = t->seen[!m] && pr > FSGD_TUNER_FAR * t->per_row[!m];
+    if (t->try_calls < FSGD_TUNER_TRY && !far) return; /* the try goes on */
     t->per_row[m] = t->try_sum / (double)t->try_calls;
     t->seen[m] = 1;
     t->try_sum = 0.0;
@@ -228,11 +235,13 @@ static inline void fsgd_tuner_record(struct fsgd_tuner *t, int team, int probe, 
     const double ratio = fast > 0.0 ? slow / fast : 1.0;
     const int kept = single == t->single;
     t->streak = kept ? (t->streak < 6 ? t->streak + 1 : 6) : 0;
-    const int64_t cap = (int64_t)32 << (2 * t->streak);
+    const int64_t most = ratio >= FSGD_TUNER_FAR ? 16384 : 4096;
+    int64_t cap = (int64_t)32 << (2 * t->streak);
+    if (ratio >= FSGD_TUNER_FAR) cap = most;
     int64_t next = kept ? 2 * t->interval : 8;
     const double by_cost = 32.0 * ratio;
     if (by_cost > (double)next) next = by_cost < (double)cap ? (int64_t)by_cost : cap;
-    if (next > 4096) next = 4096;
+    if (next > most) next = most;
     t->single = single;
     t->interval = next;
     t->next_probe = t->calls + next;
