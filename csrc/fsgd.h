@@ -325,6 +325,12 @@ typedef struct fsgd_tuner {
     int seen[2];
 } fsgd_tuner;
 
+/* One training call of a team of up to nt replayed with given timings (for
+ * tests of the policy): picks the team as fsgd_net_train_batch does, records
+ * seconds_full or seconds_single for the choice, returns the team used. */
+int fsgd_tuner_replay(fsgd_tuner *t, int nt, double seconds_full, double seconds_single,
+                      int64_t rows);
+
 /* Dropout's generator: 1 when unit `unit` of batch row `row` is kept at
    training step `step` for a layer keyed `seed` and drop fraction `rate`.
    A SplitMix64 finaliser over the four numbers; the top 53 bits of the hash

@@ -190,3 +190,12 @@ const char *fsgd_compiler(void)
     return "unknown";
 #endif
 }
+
+int fsgd_tuner_replay(fsgd_tuner *t, int nt, double seconds_full, double seconds_single,
+                      int64_t rows)
+{
+    int probe;
+    const int team = fsgd_tuner_pick(t, nt, &probe);
+    fsgd_tuner_record(t, team, probe, team == 1 ? seconds_single : seconds_full, rows);
+    return team;
+}

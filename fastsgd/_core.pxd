@@ -169,6 +169,8 @@ cdef int csr_dense_backward(int nthreads, int64_t rows, int64_t n_in, int64_t n_
 cdef int update(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan,
                 bint f64) noexcept nogil
 cdef int net_check(const fsgd_net *net) noexcept nogil
+cdef int tuner_replay(fsgd_tuner *t, int nt, double seconds_full, double seconds_single,
+                      int64_t rows) noexcept nogil
 cdef int net_forward(const fsgd_net *net, int64_t rows, const floating *X, int64_t ldx,
                      const int64_t *x_rows, bint out_act) noexcept nogil
 cdef int net_cost(const fsgd_net *net, int64_t rows, const int64_t *y_int, const floating *y,

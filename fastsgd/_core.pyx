@@ -75,6 +75,8 @@ cdef extern from "fsgd.h" nogil:
     int fsgd_update_f32(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan)
     int fsgd_update_f64(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan)
     int fsgd_net_check(const fsgd_net *net)
+    int fsgd_tuner_replay(fsgd_tuner *t, int nt, double seconds_full, double seconds_single,
+                          int64_t rows)
     int fsgd_net_forward_f32(const fsgd_net *, int64_t, const float *, int64_t,
                              const int64_t *, int)
     int fsgd_net_forward_f64(const fsgd_net *, int64_t, const double *, int64_t,
@@ -297,6 +299,11 @@ cdef int update(int nthreads, const fsgd_opt *opt, const fsgd_update_plan *plan,
 
 cdef int net_check(const fsgd_net *net) noexcept nogil:
     return fsgd_net_check(net)
+
+
+cdef int tuner_replay(fsgd_tuner *t, int nt, double seconds_full, double seconds_single,
+                      int64_t rows) noexcept nogil:
+    return fsgd_tuner_replay(t, nt, seconds_full, seconds_single, rows)
 
 
 cdef int net_forward(const fsgd_net *net, int64_t rows, const floating *X, int64_t ldx,

@@ -320,6 +320,11 @@ cdef class Net:
                 "seconds_per_row": (t.per_row[0] if t.seen[0] else None,
                                     t.per_row[1] if t.seen[1] else None)}
 
+    def _replay_team(self, int nt, double seconds_full, double seconds_single, int64_t rows):
+        """One training call replayed with given timings (tests of the team's
+        policy): returns the team it would have used."""
+        return _core.tuner_replay(self.net.tuner, nt, seconds_full, seconds_single, rows)
+
     def set_threads(self, int n):
         self.net.nthreads = n if n > 0 else 1
 

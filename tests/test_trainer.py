@@ -272,6 +272,35 @@ def test_adaptive_team_times_both_choices_and_carries_over(rng):
     assert nets[-1].team["calls"] == 48
 
 
+def _replayed_teams(net, calls, seconds_full, seconds_single):
+    return np.array([net._replay_team(2, seconds_full, seconds_single, 128)
+                     for _ in range(calls)])
+
+
+def test_adaptive_team_policy_on_replayed_timings():
+    """The team's policy (fsgd_tuner in csrc/fsgd.h) on timings of a busy and
+    of a calm machine, replayed call by call."""
+    m = Sequential([Dense(8, "relu", input_dim=4), Dense(2, "softmax")], seed=0)
+    tr = Trainer(m, "cross_entropy", SGD(0.1), batch_size=16)
+    net, _ = tr._build_net(16, training=True)
+    # another process holds a core: a call of the full team takes 100 times one thread's
+    teams = _replayed_teams(net, 20000, 20e-3, 0.2e-3)
+    slow = int((teams == 2).sum())
+    # the first two calls (warm-up, timed), then tries that end after their first call
+    assert 3 <= slow <= 5, slow
+    assert net.team["single"] and teams[-1000:].tolist() == [1] * 1000
+    # the machine calms down: the full team comes back within one long wait, and stays
+    teams = _replayed_teams(net, 20000, 0.1e-3, 0.18e-3)
+    back = int(np.argmax(teams == 2))
+    assert teams[back] == 2 and back <= 16384 + 8, back
+    assert (teams[back:] == 2).mean() > 0.99
+    assert not net.team["single"]
+    # calm from the start: the full team nearly always, one thread tried now and then
+    fresh, _ = tr._build_net(16, training=True)
+    teams = _replayed_teams(fresh, 20000, 0.1e-3, 0.18e-3)
+    assert (teams == 2).mean() > 0.99 and fresh.team["probes"][1] >= 3
+
+
 def test_fortran_strided_and_other_dtype_input_give_the_same_result(rng):
     X = rng.random((300, 10))
     y = rng.integers(0, 3, 300)
