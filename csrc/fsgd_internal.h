@@ -117,6 +117,7 @@ static inline int fsgd_gemm_threads(int nthreads, int64_t M, int64_t N, int64_t 
 typedef struct {
     int64_t kc_blk, mc_blk;
     int direct;   /* A read in place */
+    int direct_b; /* full slivers of B read in place (op(B) = B) */
     size_t b_off; /* packed B's offset in the scratch */
     size_t bytes; /* scratch needed */
 } fsgd_gemm_shape;

@@ -48,9 +48,9 @@ FSGD_UKR_TABLE(UKR_INSTANCE)
 
 /* ---- kernel descriptors and dispatch ------------------------------------ */
 typedef void (*ukr_fn_f32)(int64_t, const float *const *, int64_t, const float *restrict,
-                           float *restrict, int64_t, float, float, int, int);
+                           int64_t, float *restrict, int64_t, float, float, int, int);
 typedef void (*ukr_fn_f64)(int64_t, const double *const *, int64_t, const double *restrict,
-                           double *restrict, int64_t, double, double, int, int);
+                           int64_t, double *restrict, int64_t, double, double, int, int);
 typedef struct {
     int mr, nr;
     int64_t kc, mc, nc;

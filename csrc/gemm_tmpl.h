@@ -151,10 +151,12 @@ static void FN(scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
 static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t M, int64_t N,
                           int64_t K, T alpha, const T *A, int64_t lda, const int64_t *a_rows,
                           const T *B, int64_t ldb, T beta, T *C, int64_t ldc, int64_t kc_blk,
-                          int64_t mc_blk, int direct, T *apack, T *bpack,
+                          int64_t mc_blk, int direct, int direct_b, T *apack, T *bpack,
                           const FN(fsgd_epi) *epi)
 {
     T *colsum = epi && !trans_b ? epi->colsum : NULL;
+    /* full slivers of B read in place: not with a transposed B or column sums */
+    const int in_place_b = direct_b && !trans_b && !colsum;
     const int mr = ki->mr, nr = ki->nr;
     const T *ptrs[FSGD_MAX_MR];
     for (int64_t jc = 0; jc < N; jc += ki->nc) {
@@ -170,6 +172,7 @@ static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t
             for (int64_t jr = 0; jr < n_jr; jr++) {
                 const int64_t j0 = jc + jr * nr;
                 const int64_t n = (jc + nc - j0 < nr) ? jc + nc - j0 : nr;
+                if (in_place_b && n == nr) continue;
                 T *bs = bpack + jr * nr * kc;
                 FN(pack_b_sliver)(ki, trans_b, B, ldb, j0, n, pc, kc, bs);
                 if (colsum) { /* column sums of B over K, rows in order, one thread a column */
@@ -205,8 +208,9 @@ static void FN(gemm_body)(const FN(kinfo) *ki, int trans_a, int trans_b, int64_t
                     const int nv = (int)((jc + nc - j0 < nr) ? jc + nc - j0 : nr);
                     const int64_t cs = FN(a_sliver_ptrs)(ki, direct, trans_a, A, lda, a_rows, i0,
                                                          mv, pc, apack + ir * mr * kc, ptrs);
-                    ki->kern(kc, ptrs, cs, bpack + jr * nr * kc, C + i0 * ldc + j0, ldc, alpha,
-                             beta_eff, mv, nv);
+                    const int b_here = in_place_b && nv == nr;
+                    ki->kern(kc, ptrs, cs, b_here ? B + pc * ldb + j0 : bpack + jr * nr * kc,
+                             b_here ? ldb : nr, C + i0 * ldc + j0, ldc, alpha, beta_eff, mv, nv);
                     /* the tile is final and still in L1: the epilogue runs on it now */
                     if (last && epi && epi->fn)
                         epi->fn(epi->ctx, i0, j0, mv, nv, C + i0 * ldc + j0, ldc);
@@ -241,6 +245,11 @@ static void FN(gemm_setup)(const FN(kinfo) *ki, int trans_a, const int64_t *a_ro
        each packed A block (packing costs about 1/N of the arithmetic). A
        transposed A with gathered rows is always packed. */
     sh->direct = !(trans_a && a_rows) && N <= 4 * ki->nr;
+    /* Read B's full slivers in place when few slivers of A use each (a product of a
+       few dozen rows): packing would copy all of B for a few uses of each sliver.
+       The micro-tile loads NV vectors of B per MR * NV multiply-adds, which L2
+       serves however B's rows are strided. */
+    sh->direct_b = M <= 8 * ki->mr;
     const size_t a_bytes = sh->direct ? 0 : (size_t)(sh->mc_blk * sh->kc_blk) * sizeof(T);
     sh->b_off = (a_bytes + 63) & ~(size_t)63;
     sh->bytes = sh->b_off + (size_t)(nc_pad * sh->kc_blk) * sizeof(T) + 64;
@@ -287,7 +296,7 @@ void FN(fsgd_gemm_team)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     T *apack = (T *)scratch;
     T *bpack = (T *)((char *)scratch + sh.b_off);
     FN(gemm_body)(&ki, trans_a, trans_b, M, N, K, alpha, A, lda, a_rows, B, ldb, beta, C, ldc,
-                  sh.kc_blk, sh.mc_blk, sh.direct, apack, bpack, epi);
+                  sh.kc_blk, sh.mc_blk, sh.direct, sh.direct_b, apack, bpack, epi);
 }
 
 int FN(fsgd_gemm)(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,

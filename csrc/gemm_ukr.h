@@ -14,8 +14,9 @@
  *
  * ar: MR row pointers; element (i, k) of the A sliver is ar[i][k * cs]
  * (a packed sliver: ar[i] = base + i, cs = MR; rows read in place: cs = 1
- * or the matrix's leading dimension). b: packed B sliver, kc steps of NR
- * values, 64-byte aligned. The tile's product is written to C as
+ * or the matrix's leading dimension). b: the B sliver, kc steps of NR values
+ * bs apart (packed: bs = NR; read in place: the matrix's leading dimension).
+ * The tile's product is written to C as
  * C = alpha * AB + beta * C (beta == 0: C is not read). mv, nv: the valid
  * part of the tile at the matrix edges.
  */
@@ -26,19 +27,20 @@
 #define FSGD_UKR_KLOOP(T, VT, VL, MR, NV, STRIDE)                                             \
     for (int64_t k = 0, off = 0; k < kc; k++, off += (STRIDE)) {                              \
         VT bv[NV];                                                                            \
-        _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) bv[j] =                          \
-            *(const VT *)(b + j * VL);                                                        \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                                  \
+            memcpy(&bv[j], b + j * VL, sizeof(VT));                                           \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                 \
         {                                                                                     \
             const T ai = a[i][off];                                                           \
             _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[i][j] += ai * bv[j];     \
         }                                                                                     \
-        b += NV * VL;                                                                         \
+        b += bs;                                                                              \
     }
 
 #define FSGD_UKR_DEFINE(NAME, T, VT, VL, MR, NV, TARGET)                                      \
     TARGET static void NAME(int64_t kc, const T *const *ar, int64_t cs, const T *restrict b,  \
-                            T *restrict c, int64_t ldc, T alpha, T beta, int mv, int nv)      \
+                            int64_t bs, T *restrict c, int64_t ldc, T alpha, T beta, int mv,  \
+                            int nv)                                                           \
     {                                                                                         \
         enum { NR_ = NV * VL };                                                               \
         VT acc[MR][NV];                                                                       \

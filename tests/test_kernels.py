@@ -94,7 +94,8 @@ def test_gemm_large_square_both_dtypes(rng):
         assert (err <= bound).all(), float((err / bound).max())
 
 
-@pytest.mark.parametrize("M,N,K", [(128, 64, 784), (784, 64, 128), (300, 300, 300), (61, 1031, 97)])
+@pytest.mark.parametrize("M,N,K", [(128, 64, 784), (784, 64, 128), (300, 300, 300), (61, 1031, 97),
+                                   (32, 512, 784)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_bit_identical_across_thread_counts(M, N, K, dtype, rng):
     a = rng.standard_normal((M, K)).astype(dtype)
