@@ -83,6 +83,40 @@ static void FN(pack_a_sliver)(const FN(kinfo) *ki, int trans, const T *A, int64_
     }
 }
 
+/* dst[k * ldd + j] = src[j * lds + k] for a block of 16 bytes square */
+static inline void FN(transpose_block)(const T *src, int64_t lds, T *dst, int64_t ldd)
+{
+    if (sizeof(T) == 4) {
+        fsgd_v4f r0, r1, r2, r3;
+        memcpy(&r0, src, 16);
+        memcpy(&r1, src + lds, 16);
+        memcpy(&r2, src + 2 * lds, 16);
+        memcpy(&r3, src + 3 * lds, 16);
+        typedef int fsgd_v4i __attribute__((vector_size(16)));
+        const fsgd_v4f t0 = __builtin_shuffle(r0, r1, (fsgd_v4i){0, 4, 1, 5});
+        const fsgd_v4f t1 = __builtin_shuffle(r0, r1, (fsgd_v4i){2, 6, 3, 7});
+        const fsgd_v4f t2 = __builtin_shuffle(r2, r3, (fsgd_v4i){0, 4, 1, 5});
+        const fsgd_v4f t3 = __builtin_shuffle(r2, r3, (fsgd_v4i){2, 6, 3, 7});
+        const fsgd_v4f c0 = __builtin_shuffle(t0, t2, (fsgd_v4i){0, 1, 4, 5});
+        const fsgd_v4f c1 = __builtin_shuffle(t0, t2, (fsgd_v4i){2, 3, 6, 7});
+        const fsgd_v4f c2 = __builtin_shuffle(t1, t3, (fsgd_v4i){0, 1, 4, 5});
+        const fsgd_v4f c3 = __builtin_shuffle(t1, t3, (fsgd_v4i){2, 3, 6, 7});
+        memcpy(dst, &c0, 16);
+        memcpy(dst + ldd, &c1, 16);
+        memcpy(dst + 2 * ldd, &c2, 16);
+        memcpy(dst + 3 * ldd, &c3, 16);
+    } else {
+        fsgd_v2d r0, r1;
+        memcpy(&r0, src, 16);
+        memcpy(&r1, src + lds, 16);
+        typedef long long fsgd_v2l __attribute__((vector_size(16)));
+        const fsgd_v2d c0 = __builtin_shuffle(r0, r1, (fsgd_v2l){0, 2});
+        const fsgd_v2d c1 = __builtin_shuffle(r0, r1, (fsgd_v2l){1, 3});
+        memcpy(dst, &c0, 16);
+        memcpy(dst + ldd, &c1, 16);
+    }
+}
+
 /* pack depth [p0, p0+kc) x columns [j0, j0+n) of op(B) into one NR-column sliver */
 static void FN(pack_b_sliver)(const FN(kinfo) *ki, int trans, const T *B, int64_t ldb,
                               int64_t j0, int64_t n, int64_t p0, int64_t kc, T *restrict dst)
@@ -103,14 +137,18 @@ static void FN(pack_b_sliver)(const FN(kinfo) *ki, int trans, const T *B, int64_
         }
         return;
     }
-    /* op(B)(k, j) = B[j, k] */
+    /* op(B)(k, j) = B[j, k]: blocks of 16 bytes square (4 x 4 floats, 2 x 2
+       doubles) are transposed in registers, the edges element by element */
+    enum { BK = 16 / sizeof(T) };
+    const int64_t kb_end = kc / BK * BK;
+    const int jb_end = n / BK * BK;
+    for (int64_t k = 0; k < kb_end; k += BK)
+        for (int j = 0; j < jb_end; j += BK)
+            FN(transpose_block)(B + (j0 + j) * ldb + p0 + k, ldb, dst + k * nr + j, nr);
     for (int j = 0; j < nr; j++) {
-        if (j < n) {
-            const T *src = B + (j0 + j) * ldb + p0;
-            for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = src[k];
-        } else {
-            for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = (T)0;
-        }
+        const T *src = B + (j0 + j) * ldb + p0;
+        const int64_t k0 = j < jb_end ? kb_end : 0;
+        for (int64_t k = k0; k < kc; k++) dst[k * nr + j] = j < n ? src[k] : (T)0;
     }
 }
 
