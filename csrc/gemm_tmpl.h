@@ -50,6 +50,40 @@ PACK_B_N(32)
 #undef PACK_A_T
 #undef PACK_B_N
 
+/* dst[k * ldd + j] = src[j][k] for a block of 16 bytes square (k, j < 16 / sizeof(T)) */
+static inline void FN(transpose_block)(const T *const *src, T *dst, int64_t ldd)
+{
+    if (sizeof(T) == 4) {
+        fsgd_v4f r0, r1, r2, r3;
+        memcpy(&r0, src[0], 16);
+        memcpy(&r1, src[1], 16);
+        memcpy(&r2, src[2], 16);
+        memcpy(&r3, src[3], 16);
+        typedef int fsgd_v4i __attribute__((vector_size(16)));
+        const fsgd_v4f t0 = __builtin_shuffle(r0, r1, (fsgd_v4i){0, 4, 1, 5});
+        const fsgd_v4f t1 = __builtin_shuffle(r0, r1, (fsgd_v4i){2, 6, 3, 7});
+        const fsgd_v4f t2 = __builtin_shuffle(r2, r3, (fsgd_v4i){0, 4, 1, 5});
+        const fsgd_v4f t3 = __builtin_shuffle(r2, r3, (fsgd_v4i){2, 6, 3, 7});
+        const fsgd_v4f c0 = __builtin_shuffle(t0, t2, (fsgd_v4i){0, 1, 4, 5});
+        const fsgd_v4f c1 = __builtin_shuffle(t0, t2, (fsgd_v4i){2, 3, 6, 7});
+        const fsgd_v4f c2 = __builtin_shuffle(t1, t3, (fsgd_v4i){0, 1, 4, 5});
+        const fsgd_v4f c3 = __builtin_shuffle(t1, t3, (fsgd_v4i){2, 3, 6, 7});
+        memcpy(dst, &c0, 16);
+        memcpy(dst + ldd, &c1, 16);
+        memcpy(dst + 2 * ldd, &c2, 16);
+        memcpy(dst + 3 * ldd, &c3, 16);
+    } else {
+        fsgd_v2d r0, r1;
+        memcpy(&r0, src[0], 16);
+        memcpy(&r1, src[1], 16);
+        typedef long long fsgd_v2l __attribute__((vector_size(16)));
+        const fsgd_v2d c0 = __builtin_shuffle(r0, r1, (fsgd_v2l){0, 2});
+        const fsgd_v2d c1 = __builtin_shuffle(r0, r1, (fsgd_v2l){1, 3});
+        memcpy(dst, &c0, 16);
+        memcpy(dst + ldd, &c1, 16);
+    }
+}
+
 /* pack depth [p0, p0+kc) of op(A) rows [i0, i0+m) into one MR-row sliver */
 static void FN(pack_a_sliver)(const FN(kinfo) *ki, int trans, const T *A, int64_t lda,
                               const int64_t *rows, int64_t i0, int64_t m, int64_t p0,
@@ -71,49 +105,21 @@ static void FN(pack_a_sliver)(const FN(kinfo) *ki, int trans, const T *A, int64_
         }
         return;
     }
-    /* op(A)(i, k) = A[row(i), k] */
-    for (int i = 0; i < mr; i++) {
-        if (i < m) {
-            const int64_t r = rows ? rows[i0 + i] : i0 + i;
-            const T *src = A + r * lda + p0;
-            for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
-        } else {
-            for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = (T)0;
+    /* op(A)(i, k) = A[row(i), k]: blocks moved through registers as in pack_b_sliver */
+    enum { BK = 16 / sizeof(T) };
+    const T *src[FSGD_MAX_MR];
+    for (int i = 0; i < m; i++) src[i] = A + (rows ? rows[i0 + i] : i0 + i) * lda + p0;
+    const int64_t kb_end = kc / BK * BK;
+    const int ib_end = (int)(m / BK * BK);
+    for (int64_t k = 0; k < kb_end; k += BK)
+        for (int i = 0; i < ib_end; i += BK) {
+            const T *blk[BK];
+            for (int q = 0; q < BK; q++) blk[q] = src[i + q] + k;
+            FN(transpose_block)(blk, dst + k * mr + i, mr);
         }
-    }
-}
-
-/* dst[k * ldd + j] = src[j * lds + k] for a block of 16 bytes square */
-static inline void FN(transpose_block)(const T *src, int64_t lds, T *dst, int64_t ldd)
-{
-    if (sizeof(T) == 4) {
-        fsgd_v4f r0, r1, r2, r3;
-        memcpy(&r0, src, 16);
-        memcpy(&r1, src + lds, 16);
-        memcpy(&r2, src + 2 * lds, 16);
-        memcpy(&r3, src + 3 * lds, 16);
-        typedef int fsgd_v4i __attribute__((vector_size(16)));
-        const fsgd_v4f t0 = __builtin_shuffle(r0, r1, (fsgd_v4i){0, 4, 1, 5});
-        const fsgd_v4f t1 = __builtin_shuffle(r0, r1, (fsgd_v4i){2, 6, 3, 7});
-        const fsgd_v4f t2 = __builtin_shuffle(r2, r3, (fsgd_v4i){0, 4, 1, 5});
-        const fsgd_v4f t3 = __builtin_shuffle(r2, r3, (fsgd_v4i){2, 6, 3, 7});
-        const fsgd_v4f c0 = __builtin_shuffle(t0, t2, (fsgd_v4i){0, 1, 4, 5});
-        const fsgd_v4f c1 = __builtin_shuffle(t0, t2, (fsgd_v4i){2, 3, 6, 7});
-        const fsgd_v4f c2 = __builtin_shuffle(t1, t3, (fsgd_v4i){0, 1, 4, 5});
-        const fsgd_v4f c3 = __builtin_shuffle(t1, t3, (fsgd_v4i){2, 3, 6, 7});
-        memcpy(dst, &c0, 16);
-        memcpy(dst + ldd, &c1, 16);
-        memcpy(dst + 2 * ldd, &c2, 16);
-        memcpy(dst + 3 * ldd, &c3, 16);
-    } else {
-        fsgd_v2d r0, r1;
-        memcpy(&r0, src, 16);
-        memcpy(&r1, src + lds, 16);
-        typedef long long fsgd_v2l __attribute__((vector_size(16)));
-        const fsgd_v2d c0 = __builtin_shuffle(r0, r1, (fsgd_v2l){0, 2});
-        const fsgd_v2d c1 = __builtin_shuffle(r0, r1, (fsgd_v2l){1, 3});
-        memcpy(dst, &c0, 16);
-        memcpy(dst + ldd, &c1, 16);
+    for (int i = 0; i < mr; i++) {
+        const int64_t k0 = i < ib_end ? kb_end : 0;
+        for (int64_t k = k0; k < kc; k++) dst[k * mr + i] = i < m ? src[i][k] : (T)0;
     }
 }
 
@@ -143,8 +149,11 @@ static void FN(pack_b_sliver)(const FN(kinfo) *ki, int trans, const T *B, int64_
     const int64_t kb_end = kc / BK * BK;
     const int jb_end = n / BK * BK;
     for (int64_t k = 0; k < kb_end; k += BK)
-        for (int j = 0; j < jb_end; j += BK)
-            FN(transpose_block)(B + (j0 + j) * ldb + p0 + k, ldb, dst + k * nr + j, nr);
+        for (int j = 0; j < jb_end; j += BK) {
+            const T *blk[BK];
+            for (int q = 0; q < BK; q++) blk[q] = B + (j0 + j + q) * ldb + p0 + k;
+            FN(transpose_block)(blk, dst + k * nr + j, nr);
+        }
     for (int j = 0; j < nr; j++) {
         const T *src = B + (j0 + j) * ldb + p0;
         const int64_t k0 = j < jb_end ? kb_end : 0;
