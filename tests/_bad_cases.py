@@ -952,6 +952,11 @@ _bad_numbers(_tc, "seed", lambda v: T(model(), "mse", "sgd", seed=v), low_ok=0, 
 for _v in ("yes", 1, None, "chunk"):
     add(_tc, f"shuffle {_v!r}", TypeError, r"\bshuffle must be a bool",
         lambda v=_v: T(model(), "mse", "sgd", shuffle=v), "type")
+for _v, _exp in (("yes", ValueError), ("AUTO", ValueError), (1, TypeError), (None, TypeError),
+                 (0.3, TypeError)):
+    add(_tc, f"sparse_input {_v!r}", _exp, r"\bsparse_input must be 'auto', True or False",
+        lambda v=_v: T(model(), "mse", "sgd", sparse_input=v),
+        "type" if _exp is TypeError else "value")
 
 _X = lambda n=8, dtype=np.float32: arr((n, 3), dtype) - 0.5  # noqa: E731
 _Y = lambda n=8: labels(np.arange(n) % 2)  # noqa: E731
@@ -1111,6 +1116,11 @@ add(_f, "callbacks not iterable", TypeError, r"\bcallbacks\b",
 add(_f, "1-unit softmax with cross_entropy and integer labels", ValueError,
     r"cross_entropy.*two output units",
     lambda: _fit(_X(), labels([0] * 8), model(units=(4, 1)), "cross_entropy"), "shape")
+for _si in ("auto", True):
+    add(_f, f"NaN in mostly-zero X converted to CSR (sparse_input={_si!r})", ValueError,
+        r"\bX contains NaN or infinite values \(row 5\)",
+        lambda si=_si: _fit(_with(np.zeros((8, 3), np.float64), (5, 2), np.nan), _Y(),
+                            t_kw={"sparse_input": si}), "value")
 add(_f, "sparse input with a Rescaling offset", ValueError, r"\bX is sparse: Rescaling with an offset",
     lambda: _fit(csr((8, 3)), _Y(), model(rescale=(0.5, 0.1))), "value")
 add(_f, "unbuilt model from a source", ValueError, r"give the first layer input_dim",

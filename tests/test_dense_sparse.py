@@ -1,13 +1,18 @@
 """Dense input trained through the sparse first layer: the compiled dense-to-CSR
-conversion against a NumPy reference."""
+conversion against a NumPy reference, and the trainer's ``sparse_input`` switch
+(when it converts, what it never converts, and that a converted fit is the fit
+of the same data given as a scipy.sparse matrix)."""
 import numpy as np
 import pytest
 
 import fastsgd
+from fastsgd import SGD, Adam, BatchNormalization, Dense, Dropout, Rescaling, Sequential, Trainer, _inputs
 from fastsgd import kernels as K
 from fastsgd._ops import dense_csr_count, dense_csr_fill
 
-from conftest import DTYPES
+from conftest import DTYPES, tol
+
+sp = pytest.importorskip("scipy.sparse")
 
 KINDS = [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64, np.float32, np.float64]
 
@@ -178,3 +183,224 @@ def test_conversion_bad_inputs(bad, exc, match):
 def test_conversion_dtype_must_be_a_float(dtype):
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         K.dense_to_csr(np.zeros((2, 2)), dtype)
+
+
+# ---- the trainer's switch ------------------------------------------------------------------
+def sparse_data(rng, n=300, d=40, density=0.1, dtype=np.float32):
+    X = (rng.standard_normal((n, d)) * (rng.random((n, d)) < density)).astype(dtype)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+    return X, y
+
+
+def net(dtype="float32", d=40, first=None, rescale=None, seed=3):
+    layers = ([first] if first is not None else []) + [Dense(16, "relu", input_dim=d),
+                                                     Dense(3, "softmax")]
+    if rescale is not None:
+        layers.insert(0, rescale)
+    return Sequential(layers, dtype=dtype, seed=seed)
+
+
+def fit(X, y, m=None, sparse_input="auto", epochs=2, **kw):
+    m = net(d=X.shape[1]) if m is None else m
+    tr = Trainer(m, "cross_entropy", Adam(0.01), batch_size=32, seed=1, sparse_input=sparse_input)
+    tr.fit(X, y, epochs=epochs, verbose=0, **kw)
+    return m.get_weights(), tr.input_mode
+
+
+def same(a, b):
+    return all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
+@pytest.fixture
+def conversions(monkeypatch):
+    """Every call of the conversion decision: (rows, mode before, mode after)."""
+    calls = []
+    original = _inputs.dense_as_csr
+
+    def spy(name, inputs, *args, **kw):
+        out = original(name, inputs, *args, **kw)
+        calls.append((inputs.n_rows, inputs.mode, out.mode))
+        return out
+
+    monkeypatch.setattr(_inputs, "dense_as_csr", spy)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_auto_fit_equals_the_scipy_sparse_fit_bit_for_bit(dtype, rng):
+    X, y = sparse_data(rng, dtype=dtype)
+    name = np.dtype(dtype).name
+    got, mode = fit(X, y, net(name))
+    want, want_mode = fit(sp.csr_matrix(X), y, net(name))
+    assert (mode, want_mode) == ("dense->csr", "csr")
+    assert same(got, want)
+    dense, dense_mode = fit(X, y, net(name), sparse_input=False)
+    assert dense_mode == "direct" and not same(got, dense)   # another summation order
+    for p, q in zip(got, dense):
+        np.testing.assert_allclose(p, q, **tol(dtype, 50))
+
+
+def test_converted_uint8_with_rescaling_equals_the_scaled_sparse_floats(rng):
+    X = np.where(rng.random((256, 40)) < 0.15, rng.integers(1, 256, (256, 40)), 0).astype(np.uint8)
+    y = rng.integers(0, 3, 256)
+    got, mode = fit(X, y, net(rescale=Rescaling(1 / 255)), sparse_input=True)
+    scaled = X.astype(np.float32) * np.float32(1 / 255)
+    want, _ = fit(sp.csr_matrix(scaled), y, net())
+    assert mode == "dense->csr" and same(got, want)
+
+
+def test_a_converted_fit_is_the_same_for_1_2_and_3_threads(rng):
+    X, y = sparse_data(rng, n=600, d=120)
+    runs = []
+    for threads in (1, 2, 3):
+        fastsgd.set_num_threads(threads)
+        runs.append(fit(X, y))
+    assert all(mode == "dense->csr" for _, mode in runs)
+    assert same(runs[0][0], runs[1][0]) and same(runs[0][0], runs[2][0])
+
+
+@pytest.mark.parametrize("n", [500, 5000], ids=["every row counted", "rows sampled first"])
+def test_auto_follows_the_density(n, rng):
+    thr = _inputs.SPARSE_INPUT_MAX_DENSITY
+    below, _ = sparse_data(rng, n=n, d=30, density=thr * 0.6)
+    above, _ = sparse_data(rng, n=n, d=30, density=min(thr * 1.6, (thr + 1) / 2))
+    y = np.arange(n) % 3
+    assert fit(below, y, epochs=1)[1] == "dense->csr"
+    assert fit(above, y, epochs=1)[1] == "direct"
+    assert fit(above, y, epochs=1, sparse_input=True)[1] == "dense->csr"
+    assert fit(below, y, epochs=1, sparse_input=False)[1] == "direct"
+
+
+def test_dense_data_is_judged_from_a_sample_of_rows(monkeypatch, rng):
+    """Data that is clearly too dense costs a count of DENSITY_SAMPLE_ROWS rows only."""
+    from fastsgd import _ops
+    calls = []
+    original = _ops.dense_csr_count
+
+    def spy(x, counts, dtype, scale=1.0, rows=None):
+        calls.append(None if rows is None else rows.shape[0])
+        return original(x, counts, dtype, scale, rows)
+
+    monkeypatch.setattr(_ops, "dense_csr_count", spy)
+    X, y = sparse_data(rng, n=5000, d=20, density=0.9)
+    assert fit(X, y, epochs=1)[1] == "direct"
+    assert calls == [_inputs.DENSITY_SAMPLE_ROWS]
+    calls.clear()
+    X, y = sparse_data(rng, n=5000, d=20, density=0.05)
+    assert fit(X, y, epochs=1)[1] == "dense->csr"
+    assert calls == [_inputs.DENSITY_SAMPLE_ROWS, None]   # the sample, then every row
+
+
+def test_auto_converts_up_to_the_threshold_exactly(monkeypatch):
+    X = np.zeros((40, 10), np.float64)
+    X[:, :3] = 1.0                         # exactly 30% nonzero
+    y = np.arange(40) % 3
+    m = net("float64", d=10)
+    monkeypatch.setattr(_inputs, "SPARSE_INPUT_MAX_DENSITY", 0.3)
+    assert fit(X, y, m, epochs=1)[1] == "dense->csr"
+    monkeypatch.setattr(_inputs, "SPARSE_INPUT_MAX_DENSITY", 0.29)
+    assert fit(X, y, m, epochs=1)[1] == "direct"
+
+
+def test_auto_never_takes_more_memory_than_the_array(monkeypatch, rng):
+    """uint8 images at 20% density: as float32 CSR they would take 1.6 bytes per pixel."""
+    X = np.where(rng.random((300, 40)) < 0.2, 200, 0).astype(np.uint8)
+    y = np.arange(300) % 3
+    monkeypatch.setattr(_inputs, "SPARSE_INPUT_MAX_DENSITY", 1.0)
+    assert fit(X, y, epochs=1)[1] == "convert"
+    assert fit(X, y, epochs=1, sparse_input=True)[1] == "dense->csr"
+    x5 = np.where(rng.random((300, 40)) < 0.05, 200, 0).astype(np.uint8)  # 0.4 bytes per pixel
+    assert fit(x5, y, epochs=1)[1] == "dense->csr"
+
+
+def test_dense_ish_data_with_sparse_input_true(rng):
+    X, y = sparse_data(rng, density=0.9)
+    got, mode = fit(X, y, sparse_input=True)
+    want, want_mode = fit(X, y, sparse_input=False)
+    assert (mode, want_mode) == ("dense->csr", "direct")
+    for p, q in zip(got, want):
+        np.testing.assert_allclose(p, q, **tol(np.float32, 50))
+
+
+def test_memory_maps_are_never_converted(tmp_path, rng):
+    X, y = sparse_data(rng)
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for data in (mm, np.asarray(mm), mm[:, :], np.memmap(tmp_path / "x.npy", mode="r",
+                                                          dtype=np.uint8)):
+        if data.dtype == np.uint8:
+            data = data[-X.nbytes:].view(np.float32).reshape(X.shape)   # the .npy's payload
+        assert _inputs._memory_mapped(data)
+        got, mode = fit(data, y, sparse_input=True)
+        assert mode == "direct"
+        assert same(got, fit(X, y, sparse_input=False)[0])
+    assert not _inputs._memory_mapped(X) and not _inputs._memory_mapped(X[:, :5])
+
+
+def test_rescaling_with_an_offset_is_not_converted(rng):
+    X, y = sparse_data(rng)
+    for sparse_input in ("auto", True):
+        m = net(rescale=Rescaling(2.0, offset=0.5))
+        assert fit(X, y, m, sparse_input=sparse_input)[1] == "convert"
+    m = net(rescale=Rescaling(2.0))   # a scale alone is applied in the conversion
+    assert fit(X, y, m, sparse_input=True)[1] == "dense->csr"
+
+
+@pytest.mark.parametrize("first", [lambda: Dropout(0.1), lambda: BatchNormalization()],
+                         ids=["dropout", "batch_norm"])
+def test_a_first_layer_that_is_not_dense_is_not_converted(first, rng):
+    X, y = sparse_data(rng)
+    m = Sequential([first(), Dense(16, "relu"), Dense(3, "softmax")], seed=0)
+    m.build(40)
+    assert fit(X, y, m, sparse_input=True)[1] == "direct"
+
+
+def test_row_datasets_and_streams_are_not_converted(rng):
+    X, y = sparse_data(rng)
+
+    class Rows:
+        def __init__(self, a):
+            self.a, self.shape, self.dtype = a, a.shape, a.dtype
+
+        def __getitem__(self, idx):
+            return self.a[idx]
+
+    assert fit(Rows(X), y, sparse_input=True)[1] == "rows"
+    tr = Trainer(net(), "cross_entropy", SGD(0.1), sparse_input=True)
+    tr.fit([(X[:100], y[:100]), (X[100:], y[100:])], verbose=0)
+    assert tr.input_mode == "stream"
+
+
+def test_only_the_training_rows_are_converted(conversions, rng):
+    X, y = sparse_data(rng, n=400)
+    tr = Trainer(net(), "cross_entropy", SGD(0.1), batch_size=32)
+    tr.fit(X, y, validation_split=0.25, verbose=0)
+    assert conversions == [(300, "direct", "csr")]      # the held-out 100 rows stay dense
+    tr.fit(X, y, validation_data=(X[:50], y[:50]), verbose=0)
+    assert conversions[1:] == [(400, "direct", "csr")]
+    tr.evaluate(X, y)
+    tr.model.predict(X)
+    tr.gradients(X[:20], y[:20])
+    assert len(conversions) == 2
+
+
+def test_a_bad_value_in_converted_data_names_its_row_and_keeps_the_weights(rng):
+    X, y = sparse_data(rng, dtype=np.float64)     # read through the per-batch conversion
+    X[123, 4] = np.nan
+    m = net()
+    before = m.get_weights()
+    with pytest.raises(ValueError, match=r"row 123"):
+        fit(X, y, m)
+    assert same(m.get_weights(), before)
+
+
+@pytest.mark.parametrize("value,exc", [("yes", ValueError), ("Auto", ValueError),
+                                       (None, TypeError), (1, TypeError), (0.5, TypeError),
+                                       ("", ValueError)])
+def test_bad_switch_values_are_refused(value, exc):
+    with pytest.raises(exc, match="sparse_input must be 'auto', True or False"):
+        Trainer(net(), "mse", "sgd", sparse_input=value)
+
+
+def test_numpy_bools_are_taken():
+    assert Trainer(net(), "mse", "sgd", sparse_input=np.True_).sparse_input is True
