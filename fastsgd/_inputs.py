@@ -45,10 +45,14 @@ _KINDS = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1, np.dtype(np.uint16): 2,
 
 
 #: Dense training data whose fraction of nonzeros is at most this trains through the
-#: sparse first layer under ``Trainer(sparse_input="auto")``: the break-even density of the
-#: book's nets measured by ``bench/sparse_threshold.py`` (table in bench/RESULTS.md). Measure
-#: it again when the sparse or the dense kernels change.
-SPARSE_INPUT_MAX_DENSITY = 0.3
+#: sparse first layer under ``Trainer(sparse_input="auto")``. ``bench/sparse_threshold.py``
+#: measures the break-even density of the book's nets (tables in bench/RESULTS.md, "Dense
+#: input through the sparse path"): about 0.35 on a quiet 2-core Zen 4, 0.25 to 0.3 for the
+#: Intermediate Net when the machine was busy. 0.25 keeps a margin, which also pays for the
+#: conversion (about a third of an epoch) within a few epochs. Measure it again when the
+#: sparse or the dense kernels change (the docstrings of Trainer and the estimators and
+#: README.md quote it; tests/test_dense_sparse.py checks that they agree).
+SPARSE_INPUT_MAX_DENSITY = 0.25
 
 #: rows whose nonzeros are counted to estimate the density before a conversion starts
 DENSITY_SAMPLE_ROWS = 1024

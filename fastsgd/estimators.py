@@ -683,7 +683,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Whether a dense ``X`` is trained through fastsgd's sparse first
         layer, converted once per ``fit``/``partial_fit`` into CSR form
         (:class:`fastsgd.Trainer`'s ``sparse_input``): ``"auto"`` when at
-        most 30% of its values are nonzero and the CSR arrays take no more
+        most 25% of its values are nonzero and the CSR arrays take no more
         memory than ``X``, ``True`` always, ``False`` never. Sparse matrices
         always train on their nonzeros; prediction and the held-out data of
         ``early_stopping`` are never converted.

@@ -322,7 +322,7 @@ class Trainer:
         nonzeros, in the model's dtype, with a Rescaling's scale applied). The
         weights are those of the same data given as a ``scipy.sparse``
         matrix. ``"auto"`` (the default) converts when at most
-        ``fastsgd._inputs.SPARSE_INPUT_MAX_DENSITY`` (0.3) of the values are
+        ``fastsgd._inputs.SPARSE_INPUT_MAX_DENSITY`` (0.25) of the values are
         nonzero, the break-even measured for the book's networks, and the
         CSR arrays take no more memory than the array; ``True`` converts
         whatever the density; ``False`` never converts. Only the training

@@ -404,3 +404,21 @@ def test_bad_switch_values_are_refused(value, exc):
 
 def test_numpy_bools_are_taken():
     assert Trainer(net(), "mse", "sgd", sparse_input=np.True_).sparse_input is True
+
+
+def test_the_docs_quote_the_threshold():
+    """The threshold is measured again when the kernels change: the numbers the docs give
+    must follow it."""
+    import os
+
+    def flat(text):
+        return " ".join(text.split())
+
+    thr = _inputs.SPARSE_INPUT_MAX_DENSITY
+    assert f"SPARSE_INPUT_MAX_DENSITY`` ({thr:g}) of the values" in flat(Trainer.__doc__)
+    estimators = pytest.importorskip("fastsgd.estimators")
+    assert f"at most {thr:.0%} of its values" in flat(estimators.MLPClassifier.__doc__)
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+    if os.path.exists(readme):
+        with open(readme, encoding="utf-8") as f:
+            assert f"at most {thr:.0%} of its values are nonzero" in flat(f.read())
