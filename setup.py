@@ -131,7 +131,7 @@ class BuildExt(build_ext):
 
 # The C core is linked into fastsgd._core only; the other compiled modules
 # cimport its entry points, so its process-wide state exists once.
-csrc = ["csrc/runtime.c", "csrc/gemm.c", "csrc/ops.c"]
+csrc = ["csrc/runtime.c", "csrc/gemm.c", "csrc/ops.c", "csrc/dense_csr.c"]
 headers = ["csrc/fsgd.h", "csrc/fsgd_internal.h", "csrc/gemm_ukr.h", "csrc/gemm_tmpl.h",
            "csrc/act_tmpl.h", "csrc/cost_tmpl.h", "csrc/optim_tmpl.h", "csrc/net_tmpl.h"]
 

@@ -59,7 +59,8 @@ WORKER = textwrap.dedent(r'''
         return Sequential(layers, seed=0)
 
     def epochs(model, X, y, cost, lr, n):
-        tr = Trainer(model, cost, SGD(lr), batch_size=128, seed=0)
+        # "dense" is the dense path (not converted to CSR by sparse_input="auto")
+        tr = Trainer(model, cost, SGD(lr), batch_size=128, seed=0, sparse_input=False)
         times = []
         for _ in range(n):
             t0 = time.perf_counter()

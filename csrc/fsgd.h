@@ -192,6 +192,31 @@ typedef enum {
 FSGD_DECLARE_INPUT(float, f32)
 FSGD_DECLARE_INPUT(double, f64)
 
+/* ---- dense input into CSR (dense_csr.c) ------------------------------------
+ * X: n rows of cols elements of fsgd_in_kind `kind`, row i at X + i * ldx
+ * elements. Element x becomes v = (T)x * (T)scale (what fsgd_convert_rows
+ * computes with offset 0); v == 0 is not stored. Results do not depend on
+ * nthreads.
+ *   count: counts[i] = the nonzeros of row i (of row rows[i] when rows is not
+ *     NULL); returns the first i whose row holds a v that is NaN or infinite,
+ *     -1 when there is none, -2 for a bad argument (cols > INT32_MAX, kind).
+ *   fill: row i's column indices (ascending) and values into
+ *     indices[indptr[i] ...] and data[indptr[i] ...], where indptr (n + 1
+ *     entries, indptr[0] == 0) is the prefix sum of count's counts;
+ *     FSGD_ERR_ARG when a row's nonzeros differ from its indptr range (X
+ *     changed since count; nothing is written outside that range) or for a
+ *     bad argument. */
+#define FSGD_DECLARE_DENSE_CSR(T, SFX)                                                        \
+    int64_t fsgd_dense_csr_count_##SFX(int nthreads, int kind, int64_t n, int64_t cols,       \
+                                       const void *X, int64_t ldx, const int64_t *rows,       \
+                                       double scale, int64_t *counts);                        \
+    int fsgd_dense_csr_fill_##SFX(int nthreads, int kind, int64_t n, int64_t cols,            \
+                                  const void *X, int64_t ldx, double scale,                   \
+                                  const int64_t *indptr, int32_t *indices, T *data);
+
+FSGD_DECLARE_DENSE_CSR(float, f32)
+FSGD_DECLARE_DENSE_CSR(double, f64)
+
 /* ---- optimizers (optim_tmpl.h) ------------------------------------------
  * Parameters, gradients and each optimizer state slot are flat arrays of
  * one layout, described by a segment table (a layer's weights, its bias,

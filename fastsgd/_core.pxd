@@ -156,6 +156,13 @@ cdef void gather_rows(int nthreads, int64_t n, int64_t cols, const floating *X, 
 cdef int64_t convert_rows(int nthreads, int kind, int64_t n, int64_t cols, const void *X,
                           int64_t ldx, const int64_t *rows, double scale, double offset,
                           floating *out) noexcept nogil
+# dense rows into CSR, two passes (csrc/dense_csr.c); `tag` (NULL) picks the dtype
+cdef int64_t dense_csr_count(floating *tag, int nthreads, int kind, int64_t n, int64_t cols,
+                             const void *X, int64_t ldx, const int64_t *rows, double scale,
+                             int64_t *counts) noexcept nogil
+cdef int dense_csr_fill(int nthreads, int kind, int64_t n, int64_t cols, const void *X,
+                        int64_t ldx, double scale, const int64_t *indptr, int32_t *indices,
+                        floating *data) noexcept nogil
 cdef int csr_dense_forward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,
                            const fsgd_csr *X, const int64_t *x_rows, const floating *W,
                            const floating *b, int act, floating slope,

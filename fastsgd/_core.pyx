@@ -2,7 +2,7 @@
 """The compiled core's one home: links csrc/ and gives every other compiled
 module its entry points (see _core.pxd). Also the enum names, read from the C
 core, and the translation of C status codes into Python exceptions."""
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 
 cdef extern from "fsgd.h" nogil:
@@ -60,6 +60,14 @@ cdef extern from "fsgd.h" nogil:
                                   const int64_t *, double, double, float *)
     int64_t fsgd_convert_rows_f64(int, int, int64_t, int64_t, const void *, int64_t,
                                   const int64_t *, double, double, double *)
+    int64_t fsgd_dense_csr_count_f32(int, int, int64_t, int64_t, const void *, int64_t,
+                                     const int64_t *, double, int64_t *)
+    int64_t fsgd_dense_csr_count_f64(int, int, int64_t, int64_t, const void *, int64_t,
+                                     const int64_t *, double, int64_t *)
+    int fsgd_dense_csr_fill_f32(int, int, int64_t, int64_t, const void *, int64_t, double,
+                                const int64_t *, int32_t *, float *)
+    int fsgd_dense_csr_fill_f64(int, int, int64_t, int64_t, const void *, int64_t, double,
+                                const int64_t *, int32_t *, double *)
     int fsgd_csr_dense_forward_f32(int, int64_t, int64_t, int64_t, const fsgd_csr *,
                                    const int64_t *, const float *, const float *, int, float,
                                    float *)
@@ -263,6 +271,26 @@ cdef int64_t convert_rows(int nthreads, int kind, int64_t n, int64_t cols, const
         return fsgd_convert_rows_f32(nthreads, kind, n, cols, X, ldx, rows, scale, offset, out)
     else:
         return fsgd_convert_rows_f64(nthreads, kind, n, cols, X, ldx, rows, scale, offset, out)
+
+
+cdef int64_t dense_csr_count(floating *tag, int nthreads, int kind, int64_t n, int64_t cols,
+                             const void *X, int64_t ldx, const int64_t *rows, double scale,
+                             int64_t *counts) noexcept nogil:
+    if floating is float:
+        return fsgd_dense_csr_count_f32(nthreads, kind, n, cols, X, ldx, rows, scale, counts)
+    else:
+        return fsgd_dense_csr_count_f64(nthreads, kind, n, cols, X, ldx, rows, scale, counts)
+
+
+cdef int dense_csr_fill(int nthreads, int kind, int64_t n, int64_t cols, const void *X,
+                        int64_t ldx, double scale, const int64_t *indptr, int32_t *indices,
+                        floating *data) noexcept nogil:
+    if floating is float:
+        return fsgd_dense_csr_fill_f32(nthreads, kind, n, cols, X, ldx, scale, indptr, indices,
+                                       data)
+    else:
+        return fsgd_dense_csr_fill_f64(nthreads, kind, n, cols, X, ldx, scale, indptr, indices,
+                                       data)
 
 
 cdef int csr_dense_forward(int nthreads, int64_t rows, int64_t n_in, int64_t n_out,

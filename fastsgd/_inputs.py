@@ -18,10 +18,17 @@ compiled network reads it, without copying what it does not have to:
 * ``"csr"``: a ``scipy.sparse`` matrix (CSR; CSC and COO are converted
   once): the first layer works on the nonzeros.
 
+Training data that is mostly zeros is faster through the sparse first layer
+even when it comes as a dense array: :func:`dense_as_csr` converts an
+in-memory ``"direct"`` or ``"convert"`` array into the ``"csr"`` form once
+per fit (``Trainer(sparse_input=...)`` decides when; see
+:data:`SPARSE_INPUT_MAX_DENSITY`).
+
 Data that is read in place is checked for NaN and infinity in chunks once per
 fit; data converted per batch is checked per batch, and a bad value raises
 ``ValueError`` naming its row before the batch touches any weight.
 """
+import mmap
 import numbers
 
 import numpy as np
@@ -37,11 +44,28 @@ _KINDS = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1, np.dtype(np.uint16): 2,
           np.dtype(np.float32): 6, np.dtype(np.float64): 7}
 
 
+#: Dense training data whose fraction of nonzeros is at most this trains through the
+#: sparse first layer under ``Trainer(sparse_input="auto")``. ``bench/sparse_threshold.py``
+#: measures the break-even density of the book's nets (tables in bench/RESULTS.md, "Dense
+#: input through the sparse path"): about 0.35 on a quiet 2-core Zen 4, 0.25 to 0.3 for the
+#: Intermediate Net when the machine was busy. 0.25 keeps a margin, which also pays for the
+#: conversion (about a third of an epoch) within a few epochs. Measure it again when the
+#: sparse or the dense kernels change (the docstrings of Trainer and the estimators and
+#: README.md quote it; tests/test_dense_sparse.py checks that they agree).
+SPARSE_INPUT_MAX_DENSITY = 0.25
+
+#: rows whose nonzeros are counted to estimate the density before a conversion starts
+DENSITY_SAMPLE_ROWS = 1024
+
+#: what ``sparse_input`` accepts
+SPARSE_INPUT_CHOICES = ("auto", True, False)
+
+
 class Inputs:
     """X as the compiled network will read it (see the module documentation)."""
 
     def __init__(self, mode, data, n_rows, n_features, *, kind=None, csr=None, scale=1.0,
-                 offset=0.0):
+                 offset=0.0, converted_from=None):
         self.mode = mode
         self.data = data            # the array or object rows are read from
         self.n_rows = n_rows
@@ -50,6 +74,7 @@ class Inputs:
         self.csr = csr              # (indptr int64, indices int32, data) for "csr"
         self.scale = scale
         self.offset = offset
+        self.converted_from = converted_from  # "csr" made from a dense array: its mode
 
     @property
     def shape(self):
@@ -69,7 +94,7 @@ class Inputs:
             lo, hi = indptr[a], indptr[b]
             part = (indptr[a:b + 1] - lo, indices[lo:hi], data[lo:hi])
             return Inputs("csr", None, b - a, self.n_features, csr=part, scale=self.scale,
-                          offset=self.offset)
+                          offset=self.offset, converted_from=self.converted_from)
         return Inputs(self.mode, self.data[a:b], b - a, self.n_features, kind=self.kind,
                       scale=self.scale, offset=self.offset)
 
@@ -205,6 +230,90 @@ def prepare(name, X, dtype, n_features=None, *, scale=1.0, offset=0.0):
                       offset=offset)
     # anything else (a big-endian dtype, columns not contiguous): read as rows
     return Inputs("rows", X, X.shape[0], X.shape[1], scale=scale, offset=offset)
+
+
+def check_sparse_input(value, name="sparse_input"):
+    """``value`` if it is one of :data:`SPARSE_INPUT_CHOICES` (a NumPy bool is taken as a
+    bool); TypeError or ValueError naming ``name`` otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        if value == "auto":
+            return value
+        raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
+    raise TypeError(f"{name} must be 'auto', True or False, got {type(value).__name__} "
+                    f"{value!r}")
+
+
+def _memory_mapped(a):
+    """True when the memory of array ``a`` belongs to a file mapping (``np.memmap``,
+    ``np.load(..., mmap_mode=...)``, a view of one, or an array over an ``mmap``)."""
+    seen = 0
+    while a is not None and seen < 64:
+        if isinstance(a, (np.memmap, mmap.mmap)):
+            return True
+        a = a.obj if isinstance(a, memoryview) else getattr(a, "base", None)
+        seen += 1
+    return False
+
+
+def dense_as_csr(name, inputs, dtype, sparse_input="auto", *, first_layer="dense"):
+    """The training ``inputs`` in the ``"csr"`` form (made once, by the compiled two-pass
+    conversion), or ``inputs`` unchanged.
+
+    Only an in-memory NumPy array read ``"direct"`` or ``"convert"`` is converted (never a
+    memory map, whose data may not fit in memory; never a row-indexable dataset), only
+    without a Rescaling offset (which would make every zero nonzero) and only when
+    ``first_layer`` (the kind of the model's first layer) is ``"dense"``, the one layer
+    the sparse path feeds. The values are the ones the dense path computes,
+    ``(dtype)x * (dtype)scale``; zeros are not stored.
+
+    ``sparse_input``: False never converts; True always converts such an array; "auto"
+    converts when at most :data:`SPARSE_INPUT_MAX_DENSITY` of the values are nonzero and
+    the CSR arrays (indptr, indices, values) take no more bytes than the array itself.
+    "auto" first counts the nonzeros of :data:`DENSITY_SAMPLE_ROWS` evenly spaced rows and
+    stops when they are clearly too many; it never allocates more than the array's size.
+
+    Raises ValueError naming the first row that holds NaN or infinity when it converts.
+    """
+    if sparse_input is False or first_layer != "dense":
+        return inputs
+    if inputs.mode not in ("direct", "convert") or inputs.offset != 0.0:
+        return inputs
+    X = inputs.data
+    if not isinstance(X, np.ndarray) or _memory_mapped(X):
+        return inputs
+    from . import _ops
+    dtype = np.dtype(dtype)
+    n, cols = X.shape
+    if cols > np.iinfo(np.int32).max:
+        return inputs
+    auto = sparse_input == "auto"
+    max_nnz = None
+    if auto:
+        room = X.nbytes - 8 * (n + 1)   # bytes left beside indptr for indices and values
+        if room <= 0:
+            return inputs
+        max_nnz = min(SPARSE_INPUT_MAX_DENSITY * n * cols, room / (4 + dtype.itemsize))
+        if n > 2 * DENSITY_SAMPLE_ROWS:
+            rows = np.linspace(0, n - 1, DENSITY_SAMPLE_ROWS).astype(np.int64)
+            counts = np.empty(rows.shape[0], np.int64)
+            _ops.dense_csr_count(X, counts, dtype, inputs.scale, rows)
+            if int(counts.sum()) * (n / rows.shape[0]) > 1.25 * max_nnz:
+                return inputs
+    indptr = np.zeros(n + 1, np.int64)
+    bad = _ops.dense_csr_count(X, indptr[1:], dtype, inputs.scale)
+    np.cumsum(indptr[1:], out=indptr[1:])
+    nnz = int(indptr[n])
+    if auto and nnz > max_nnz:
+        return inputs   # the dense path reads it (and reports a bad value where it does)
+    if bad >= 0:
+        raise ValueError(f"{name} contains NaN or infinite values (row {bad})")
+    indices = np.empty(nnz, np.int32)
+    data = np.empty(nnz, dtype)
+    _ops.dense_csr_fill(X, indptr, indices, data, inputs.scale)
+    return Inputs("csr", None, n, cols, csr=(indptr, indices, data),
+                  converted_from=inputs.mode)
 
 
 def check_scale(name, value):

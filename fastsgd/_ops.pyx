@@ -9,12 +9,13 @@ import numpy as np
 
 cimport numpy as cnp
 from cython cimport floating
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 from fastsgd cimport _core
 from fastsgd._config cimport num_threads
 from fastsgd._core import ACTIVATIONS, COSTS
 from fastsgd._checks import code, real, require, require_disjoint, require_index
+from fastsgd._inputs import _KINDS
 
 cnp.import_array()
 
@@ -307,6 +308,154 @@ def gather_rows(x, rows, out=None):
         require_disjoint(out, "out", x=x, rows=rows)
     _gather_impl(_flat(x), _flat(out), rows, shape[0], shape[1])
     return out
+
+
+# ---- dense rows into CSR ----------------------------------------------------------------
+def _dense_source(x, name):
+    """``(kind, ldx)``: the fsgd_in_kind code of ``x`` and its row stride in elements, for a
+    2-D array whose rows the conversion reads in place (any row stride, contiguous columns)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {x.shape}")
+    kind = _KINDS.get(x.dtype) if x.dtype.isnative else None
+    if kind is None:
+        raise TypeError(f"{name} must hold one of {', '.join(d.name for d in _KINDS)} in native "
+                        f"byte order, got {x.dtype}")
+    n, cols = x.shape
+    size = x.itemsize
+    if cols > 2 ** 31 - 1:
+        raise ValueError(f"{name} has {cols} columns; CSR column indices are int32")
+    if x.size == 0:
+        return kind, cols
+    if not x.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its dtype (copy it, e.g. with np.array)")
+    if cols > 1 and x.strides[1] != size:
+        raise ValueError(f"{name} must have contiguous columns (strides {x.strides})")
+    ldx = cols
+    if n > 1:
+        if x.strides[0] % size or x.strides[0] < cols * size:
+            raise ValueError(f"{name} must have its rows in increasing order, a whole number "
+                             f"of elements and at least a row apart (strides {x.strides}); "
+                             f"copy it with np.ascontiguousarray")
+        ldx = x.strides[0] // size
+    return kind, ldx
+
+
+def _csr_dtype(dtype):
+    try:
+        dt = np.dtype(dtype) if dtype is not None else None
+    except TypeError:
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def _scale(scale):
+    s = real("scale", scale)
+    if not np.isfinite(s):
+        raise ValueError(f"scale must be a finite number, got {s}")
+    return s
+
+
+def dense_csr_count(x, counts, dtype, scale=1.0, rows=None):
+    """Pass 1 of :func:`dense_to_csr`: ``counts[i]`` = the nonzeros of row ``i`` of ``x``
+    (of row ``rows[i]`` with an int64 ``rows``) converted to ``dtype`` and scaled.
+
+    Returns the first ``i`` whose row holds a value that is NaN or infinite after the
+    conversion, or -1.
+    """
+    kind, ldx = _dense_source(x, "x")
+    dtype = _csr_dtype(dtype)
+    n = x.shape[0]
+    if rows is not None:
+        require_index(rows, x.shape[0], "rows")
+        n = rows.shape[0]
+    if (not isinstance(counts, np.ndarray) or counts.dtype != np.int64 or counts.shape != (n,)
+            or not counts.flags.c_contiguous or not counts.flags.writeable):
+        raise TypeError(f"counts must be a writeable C-contiguous int64 array of shape ({n},)")
+    require_disjoint(counts, "counts", x=x, rows=rows)
+    cdef double s = _scale(scale)
+    cdef const int64_t *ip = _index_ptr(rows)
+    cdef const void *src = cnp.PyArray_DATA(x)
+    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(counts)
+    cdef int64_t nn = n, nc = x.shape[1], ld = ldx, bad
+    cdef int k = kind, nt = num_threads()
+    cdef bint f64 = dtype == np.float64
+    with nogil:
+        if f64:
+            bad = _core.dense_csr_count(<double *>NULL, nt, k, nn, nc, src, ld, ip, s, cp)
+        else:
+            bad = _core.dense_csr_count(<float *>NULL, nt, k, nn, nc, src, ld, ip, s, cp)
+    if bad < -1:
+        raise ValueError("dense_csr_count: bad arguments")
+    return int(bad)
+
+
+def _fill_impl(floating[::1] data, x, int kind, int64_t ldx, double scale, indptr, indices):
+    cdef const void *src = cnp.PyArray_DATA(x)
+    cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(indptr)
+    cdef int32_t *jp = <int32_t *>cnp.PyArray_DATA(indices)
+    cdef int64_t n = x.shape[0], cols = x.shape[1]
+    cdef int nt = num_threads(), st
+    with nogil:
+        st = _core.dense_csr_fill(nt, kind, n, cols, src, ldx, scale, pp, jp, _data(data))
+    return st
+
+
+def dense_csr_fill(x, indptr, indices, data, scale=1.0):
+    """Pass 2 of :func:`dense_to_csr`: the column indices and values of every row of ``x``
+    into ``indices`` (int32) and ``data`` (float32 or float64) from ``indptr[row]``, where
+    ``indptr`` (int64, ``n + 1``) is the prefix sum of :func:`dense_csr_count`'s counts.
+
+    Raises ValueError when a row's nonzeros do not match its ``indptr`` range (``x``
+    changed since it was counted).
+    """
+    kind, ldx = _dense_source(x, "x")
+    n = x.shape[0]
+    for arr, name, dt, size in ((indptr, "indptr", np.int64, n + 1),
+                                (indices, "indices", np.int32, None)):
+        if (not isinstance(arr, np.ndarray) or arr.dtype != dt or arr.ndim != 1
+                or not arr.flags.c_contiguous or not arr.flags.aligned):
+            raise TypeError(f"{name} must be a C-contiguous 1-D {np.dtype(dt).name} array")
+        if size is not None and arr.shape[0] != size:
+            raise ValueError(f"{name} has {arr.shape[0]} entries, expected {size}")
+    require(data, "data", ndim=1, writeable=True)
+    if not indices.flags.writeable:
+        raise ValueError("indices must be writeable")
+    nnz = indices.shape[0]
+    if data.shape[0] != nnz:
+        raise ValueError(f"data has {data.shape[0]} entries but indices has {nnz}")
+    if indptr[0] != 0 or indptr[n] != nnz or (n and (np.diff(indptr) < 0).any()):
+        raise ValueError("indptr must rise from 0 to len(indices)")
+    require_disjoint(indices, "indices", x=x, indptr=indptr)
+    require_disjoint(data, "data", x=x, indptr=indptr, indices=indices)
+    st = _fill_impl(data, x, kind, ldx, _scale(scale), indptr, indices)
+    if st != 0:
+        raise ValueError("x changed between counting and filling: a row's nonzeros do not "
+                         "match indptr")
+
+
+def dense_to_csr(x, dtype="float32", scale=1.0):
+    """``(indptr, indices, data)``: the nonzeros of ``x`` (any real dtype the network reads)
+    converted to ``dtype`` and scaled, ``(dtype)x * (dtype)scale``, as CSR arrays (indptr
+    int64, indices int32 ascending within each row); values that convert to zero are not
+    stored. ValueError naming the first row with a value that is NaN or infinite."""
+    _dense_source(x, "x")
+    dtype = _csr_dtype(dtype)
+    _scale(scale)
+    n = x.shape[0]
+    indptr = np.zeros(n + 1, np.int64)
+    bad = dense_csr_count(x, indptr[1:], dtype, scale)
+    if bad >= 0:
+        raise ValueError(f"x contains NaN or infinite values (row {bad})")
+    np.cumsum(indptr[1:], out=indptr[1:])
+    nnz = int(indptr[n])
+    indices = np.empty(nnz, np.int32)
+    data = np.empty(nnz, dtype)
+    dense_csr_fill(x, indptr, indices, data, scale)
+    return indptr, indices, data
 
 
 # ---- one optimizer step -------------------------------------------------------------------

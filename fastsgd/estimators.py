@@ -82,6 +82,7 @@ except ImportError as _e:  # pragma: no cover - exercised only without scikit-le
 from . import _fork
 from . import optimizers as _optimizers
 from ._config import get_num_threads, set_num_threads
+from ._inputs import check_sparse_input
 from ._validate import check_bool, check_float, check_int
 from .callbacks import Callback
 from .layers import Dense, Sequential
@@ -213,6 +214,7 @@ def _check_params(est):
     p["dtype"] = dt
     if est.n_threads is not None:
         check_int("n_threads", est.n_threads, minimum=1)
+    p["sparse_input"] = check_sparse_input(est.sparse_input)
     return p
 
 
@@ -557,7 +559,8 @@ class _BaseMLP(BaseEstimator):
 
             rules = _EpochRules(self, p, n, n_batches, c, c_loss, incremental, validation)
             trainer = Trainer(model, cost, opt, batch_size=bs, shuffle=p["shuffle"],
-                              seed=int(rs.randint(np.iinfo(np.int32).max)))
+                              seed=int(rs.randint(np.iinfo(np.int32).max)),
+                              sparse_input=p["sparse_input"])
             self.n_iter_ = 0
             trainer.fit(X, targets, epochs=1 if incremental else p["max_iter"],
                         callbacks=[rules], verbose=0, sample_weight=sample_weight)
@@ -610,7 +613,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Takes scikit-learn's :class:`sklearn.neural_network.MLPClassifier`
     parameters with the same meaning (``solver='lbfgs'`` and ``max_fun``
     are not available; sample weights are not supported yet), plus
-    fastsgd's ``loss``, ``dtype`` and ``n_threads``. See the module
+    fastsgd's ``loss``, ``dtype``, ``n_threads`` and ``sparse_input``. See the module
     documentation for the exact objective and the thread rule.
 
     More than two classes use a softmax output and the cross-entropy; two
@@ -676,6 +679,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Precision of the weights and the arithmetic.
     n_threads : int or None, default=None
         Threads for training and prediction; see the module documentation.
+    sparse_input : {"auto", True, False}, default="auto"
+        Whether a dense ``X`` is trained through fastsgd's sparse first
+        layer, converted once per ``fit``/``partial_fit`` into CSR form
+        (:class:`fastsgd.Trainer`'s ``sparse_input``): ``"auto"`` when at
+        most 25% of its values are nonzero and the CSR arrays take no more
+        memory than ``X``, ``True`` always, ``False`` never. Sparse matrices
+        always train on their nonzeros; prediction and the held-out data of
+        ``early_stopping`` are never converted.
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight`` (``"balanced"``:
         ``n_samples / (n_classes * count(class))``); binary and multiclass
@@ -711,7 +722,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Notes
     -----
-    Sparse ``X`` (scipy.sparse) is accepted and converted to a dense array.
+    Sparse ``X`` (scipy.sparse) trains on its nonzeros (prediction converts
+    it to a dense array).
     Pickling keeps the weights and the optimizer's state as plain arrays;
     fastsgd's network is rebuilt on first use.
     """
@@ -724,7 +736,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 loss="log_loss", dtype="float32", n_threads=None, class_weight=None):
+                 loss="log_loss", dtype="float32", n_threads=None, class_weight=None,
+                 sparse_input="auto"):
         self.class_weight = class_weight
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -751,6 +764,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.loss = loss
         self.dtype = dtype
         self.n_threads = n_threads
+        self.sparse_input = sparse_input
 
     # -- targets ------------------------------------------------------------------
     def _encode_targets(self, y, first, incremental, classes):
@@ -904,7 +918,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Takes scikit-learn's :class:`sklearn.neural_network.MLPRegressor`
     parameters with the same meaning (``solver='lbfgs'``, ``max_fun`` and
     ``loss='poisson'`` are not available; sample weights are not supported
-    yet), plus fastsgd's ``dtype`` and ``n_threads``; see
+    yet), plus fastsgd's ``dtype``, ``n_threads`` and ``sparse_input``; see
     :class:`MLPClassifier` for the parameters and the module documentation
     for the exact objective. The output layer is linear (``identity``) and
     ``y`` may have several columns (multi-output regression).
@@ -916,7 +930,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, \
 warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction, \
-beta_1, beta_2, epsilon, n_iter_no_change, dtype, n_threads
+beta_1, beta_2, epsilon, n_iter_no_change, dtype, n_threads, sparse_input
         As for :class:`MLPClassifier`; ``early_stopping`` scores the held-out
         data (not stratified) with R².
 
@@ -936,7 +950,7 @@ n_outputs_, out_activation_
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 dtype="float32", n_threads=None):
+                 dtype="float32", n_threads=None, sparse_input="auto"):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -962,6 +976,7 @@ n_outputs_, out_activation_
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
         self.n_threads = n_threads
+        self.sparse_input = sparse_input
 
     def _encode_targets(self, y, first, incremental, classes):
         t = np.asarray(y, dtype=np.float64)

@@ -31,6 +31,15 @@ output_cost(z, y, cost, activation, slope=0.3)
 gather_rows(x, rows, out=None)
     ``out[i] = x[rows[i]]``.
 
+dense_to_csr(x, dtype="float32", scale=1.0)
+    The nonzeros of a 2-D array of any real dtype the network reads (uint8 ...
+    float64, any row stride) converted to ``dtype`` and scaled,
+    ``(dtype)x * (dtype)scale``, as CSR arrays ``(indptr, indices, data)``
+    (int64, int32 ascending within each row, ``dtype``): what the trainer
+    trains a mostly-zero dense ``X`` from. Values that convert to zero are not
+    stored; ValueError names the first row with a value that is NaN or
+    infinite.
+
 update(hyper, p, g, states=(), check=False)
     One optimizer step (see :mod:`fastsgd.optimizers`), all or nothing:
     returns False, with nothing written, when any new value would be NaN or
@@ -41,6 +50,7 @@ from ._ops import (  # noqa: F401
     activation_forward,
     dense_backward,
     dense_forward,
+    dense_to_csr,
     gather_rows,
     gemm,
     output_cost,
@@ -48,4 +58,4 @@ from ._ops import (  # noqa: F401
 )
 
 __all__ = ["gemm", "activation_forward", "activation_backward", "dense_forward",
-           "dense_backward", "output_cost", "gather_rows", "update"]
+           "dense_backward", "output_cost", "gather_rows", "dense_to_csr", "update"]

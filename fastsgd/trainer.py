@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _core, _feeds, _net
+from . import _core, _feeds, _inputs, _net
 from . import costs as _costs
 from . import optimizers as _optimizers
 from ._network import build_plan
@@ -315,6 +315,31 @@ class Trainer:
         With ``comm``: compare a digest of the weights and optimizer state
         across the ranks after every epoch and raise if they differ (a debug
         check; also turned on by ``FASTSGD_CHECK_SYNC=1``).
+    sparse_input : "auto", True or False
+        Whether :meth:`fit` trains a dense NumPy ``X`` through the sparse
+        first layer, which works on the nonzeros only: the array is converted
+        once per fit into CSR form (column indices and values of its
+        nonzeros, in the model's dtype, with a Rescaling's scale applied). The
+        weights are those of the same data given as a ``scipy.sparse``
+        matrix. ``"auto"`` (the default) converts when at most
+        ``fastsgd._inputs.SPARSE_INPUT_MAX_DENSITY`` (0.25) of the values are
+        nonzero, the break-even measured for the book's networks, and the
+        CSR arrays take no more memory than the array; ``True`` converts
+        whatever the density; ``False`` never converts. Only the training
+        ``X`` is converted, only an in-memory array (never a memory map or a
+        row-indexable dataset), only when the first layer is ``Dense`` and
+        no Rescaling offset is set, and not in data-parallel training
+        (``comm``). :attr:`input_mode` says how the last fit read ``X``.
+
+    Attributes
+    ----------
+    input_mode : str or None
+        How the last :meth:`fit` read its training ``X``: ``"direct"`` (an
+        array of the model's dtype, in place), ``"convert"`` (rows converted
+        per batch), ``"rows"`` (a row-indexable dataset), ``"csr"`` (a
+        ``scipy.sparse`` matrix), ``"dense->csr"`` (a dense array converted
+        to CSR, see ``sparse_input``) or ``"stream"``; None before the first
+        fit.
     """
 
     def __init__(self, model: Sequential, cost: Union[str, _costs.Cost],
@@ -322,7 +347,8 @@ class Trainer:
                  shuffle: Union[bool, str] = True, seed: Optional[int] = None,
                  chunk_rows: int = 4096, buffer_chunks: int = 4,
                  shuffle_buffer: int = 10000, comm: Optional[Any] = None,
-                 threads_per_rank: Optional[int] = None, check_sync: bool = False) -> None:
+                 threads_per_rank: Optional[int] = None, check_sync: bool = False,
+                 sparse_input: Union[str, bool] = "auto") -> None:
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a fastsgd.Sequential, got {type(model).__name__}")
         self.model = model
@@ -357,6 +383,8 @@ class Trainer:
             threads_per_rank = check_int("threads_per_rank", threads_per_rank, minimum=1)
         self.threads_per_rank = threads_per_rank
         self.check_sync = check_bool("check_sync", check_sync)
+        self.sparse_input = _inputs.check_sparse_input(sparse_input)
+        self.input_mode = None
 
     # -- helpers --------------------------------------------------------------
     def _classification(self):
@@ -560,6 +588,12 @@ class Trainer:
                                          self.model.output_dim)
         X, t, sample_weight, Xv, tv, wv = self._validation_parts(
             X, t, sample_weight, validation_data, validation_split)
+        if not stream:
+            X = _inputs.dense_as_csr("X", X, self.model.dtype, self.sparse_input,
+                                     first_layer=self.model.layers[0].kind)
+            self.input_mode = "dense->csr" if X.converted_from else X.mode
+        else:
+            self.input_mode = "stream"
 
         bs = self.batch_size if stream else min(self.batch_size, X.shape[0])
         net, update = self._build_net(bs, training=True)

@@ -492,6 +492,50 @@ kcase("gather_rows", "0 rows gathered from 0 rows", None, None,
 kcase("gather_rows", "a row from 0 rows", ValueError, r"rows holds indices outside \[0, 0\)",
       lambda: K.gather_rows(arr((0, 3)), labels([0])), "range")
 
+# dense rows into CSR: any real dtype the network reads, rows any stride apart
+_d2c = K.dense_to_csr
+for _bad in (np.complex128, np.bool_, np.float16, object, np.uint32, ">f8", ">i2"):
+    kcase("dense_to_csr", f"x dtype {np.dtype(_bad).str}", TypeError, r"\bx must hold",
+          lambda b=_bad: _d2c(arr((3, 4)).astype(b)), "dtype")
+kcase("dense_to_csr", "x a nested list", TypeError, r"\bx must be a numpy\.ndarray",
+      lambda: _d2c(arr((3, 4)).tolist()), "type")
+kcase("dense_to_csr", "x None", TypeError, r"\bx must be a numpy\.ndarray", lambda: _d2c(None),
+      "type")
+for _shape in ((12,), (3, 4, 1), ()):
+    kcase("dense_to_csr", f"x {len(_shape)}-D", ValueError, r"\bx must be 2-D",
+          lambda s=_shape: _d2c(arr(s) if s else np.array(1.0)), "shape")
+kcase("dense_to_csr", "x columns not contiguous", ValueError, r"\bx must have contiguous columns",
+      lambda: _d2c(strided((3, 4))), "layout")
+kcase("dense_to_csr", "x Fortran order", ValueError, r"\bx must have contiguous columns",
+      lambda: _d2c(np.asfortranarray(arr((3, 4)))), "layout")
+kcase("dense_to_csr", "x rows reversed", ValueError, r"\bx must have its rows in increasing",
+      lambda: _d2c(arr((3, 4))[::-1]), "layout")
+kcase("dense_to_csr", "x misaligned", ValueError, r"\bx is not aligned",
+      lambda: _d2c(misaligned((3, 4))), "layout")
+kcase("dense_to_csr", "x rows a view apart", None, None,
+      lambda: _ok_equal(_d2c(arr((3, 6))[:, :4])[2], arr((3, 6))[:, :4][arr((3, 6))[:, :4] != 0]),
+      "layout")
+kcase("dense_to_csr", "x read-only int16", None, None,
+      lambda: _ok_equal(_d2c(readonly(labels([[0, 3], [4, 0]]).astype(np.int16)))[2], [3, 4]),
+      "readonly")
+kcase("dense_to_csr", "x holds NaN in row 2", ValueError, r"NaN or infinite values \(row 2\)",
+      lambda: _d2c(np.array([[0.0, 1.0], [2.0, 0.0], [0.0, math.nan]])), "value")
+kcase("dense_to_csr", "x overflows float32 in row 1", ValueError, r"\(row 1\)",
+      lambda: _d2c(np.array([[0.0], [1e300]]), "float32"), "value")
+for _dt in ("int64", "float16", None, "f32", 3):
+    kcase("dense_to_csr", f"dtype {_dt!r}", TypeError, r"\bdtype must be float32 or float64",
+          lambda d=_dt: _d2c(arr((2, 2)), d), "dtype")
+for _v, _exp in (("2", TypeError), (None, TypeError), (True, TypeError), (math.nan, ValueError),
+                 (math.inf, ValueError)):
+    kcase("dense_to_csr", f"scale {_v!r}", _exp, r"\bscale\b",
+          lambda v=_v: _d2c(arr((2, 2)), "float64", v), "type" if _exp is TypeError else "value")
+kcase("dense_to_csr", "0 rows", None, None,
+      lambda: _ok_equal(_d2c(arr((0, 3)))[0], [0]), "empty")
+kcase("dense_to_csr", "0 columns", None, None,
+      lambda: _ok_equal(_d2c(arr((4, 0)))[0], [0] * 5), "empty")
+kcase("dense_to_csr", "all zero", None, None,
+      lambda: _ok_equal(_d2c(np.zeros((3, 5), np.uint8))[0], [0] * 4), "empty")
+
 # one optimizer step
 _p = lambda: arr((5,))  # noqa: E731
 for _h, _lbl, _exp, _m in (
@@ -908,6 +952,11 @@ _bad_numbers(_tc, "seed", lambda v: T(model(), "mse", "sgd", seed=v), low_ok=0, 
 for _v in ("yes", 1, None, "chunk"):
     add(_tc, f"shuffle {_v!r}", TypeError, r"\bshuffle must be a bool",
         lambda v=_v: T(model(), "mse", "sgd", shuffle=v), "type")
+for _v, _exp in (("yes", ValueError), ("AUTO", ValueError), (1, TypeError), (None, TypeError),
+                 (0.3, TypeError)):
+    add(_tc, f"sparse_input {_v!r}", _exp, r"\bsparse_input must be 'auto', True or False",
+        lambda v=_v: T(model(), "mse", "sgd", sparse_input=v),
+        "type" if _exp is TypeError else "value")
 
 _X = lambda n=8, dtype=np.float32: arr((n, 3), dtype) - 0.5  # noqa: E731
 _Y = lambda n=8: labels(np.arange(n) % 2)  # noqa: E731
@@ -1067,6 +1116,11 @@ add(_f, "callbacks not iterable", TypeError, r"\bcallbacks\b",
 add(_f, "1-unit softmax with cross_entropy and integer labels", ValueError,
     r"cross_entropy.*two output units",
     lambda: _fit(_X(), labels([0] * 8), model(units=(4, 1)), "cross_entropy"), "shape")
+for _si in ("auto", True):
+    add(_f, f"NaN in mostly-zero X converted to CSR (sparse_input={_si!r})", ValueError,
+        r"\bX contains NaN or infinite values \(row 5\)",
+        lambda si=_si: _fit(_with(np.zeros((8, 3), np.float64), (5, 2), np.nan), _Y(),
+                            t_kw={"sparse_input": si}), "value")
 add(_f, "sparse input with a Rescaling offset", ValueError, r"\bX is sparse: Rescaling with an offset",
     lambda: _fit(csr((8, 3)), _Y(), model(rescale=(0.5, 0.1))), "value")
 add(_f, "unbuilt model from a source", ValueError, r"give the first layer input_dim",

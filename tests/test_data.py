@@ -246,14 +246,21 @@ def test_mnist_as_uint8_with_rescaling_trains_like_the_floats():
     (Xf, _), _ = load_mnist()
     assert Xu.dtype == np.uint8 and Xu.shape == (60000, 784) and Xu.nbytes * 4 == Xf.nbytes
     np.testing.assert_array_equal(Xu[:100].astype(np.float32) / np.float32(255), Xf[:100])
-    a = Sequential([Rescaling(1 / 255), Dense(16, "relu", input_dim=784), Dense(10, "softmax")],
-                   seed=0)
-    b = Sequential([Dense(16, "relu", input_dim=784), Dense(10, "softmax")], seed=0)
-    Trainer(a, "cross_entropy", SGD(0.1), batch_size=128, seed=0).fit(Xu[:2000], y[:2000],
-                                                                     verbose=0)
-    Trainer(b, "cross_entropy", SGD(0.1), batch_size=128, seed=0).fit(
-        Xu[:2000].astype(np.float32) * np.float32(1 / 255), y[:2000], verbose=0)
-    assert_same(a.get_weights(), b.get_weights())
+    # the same path for both: dense rows, or both converted to CSR (under "auto" only the
+    # float32 copy would be converted: as CSR the uint8 images take more memory)
+    for sparse_input in (False, True):
+        a = Sequential([Rescaling(1 / 255), Dense(16, "relu", input_dim=784),
+                        Dense(10, "softmax")], seed=0)
+        b = Sequential([Dense(16, "relu", input_dim=784), Dense(10, "softmax")], seed=0)
+        ta = Trainer(a, "cross_entropy", SGD(0.1), batch_size=128, seed=0,
+                     sparse_input=sparse_input)
+        ta.fit(Xu[:2000], y[:2000], verbose=0)
+        tb = Trainer(b, "cross_entropy", SGD(0.1), batch_size=128, seed=0,
+                     sparse_input=sparse_input)
+        tb.fit(Xu[:2000].astype(np.float32) * np.float32(1 / 255), y[:2000], verbose=0)
+        expect = ("dense->csr",) * 2 if sparse_input else ("convert", "direct")
+        assert (ta.input_mode, tb.input_mode) == expect
+        assert_same(a.get_weights(), b.get_weights())
     with pytest.raises(ValueError, match="dtype"):
         load_mnist(dtype="int8")
 

@@ -375,6 +375,8 @@ def test_random_state_fixes_the_result():
     ("loss", "hinge", ValueError, "loss"),
     ("dtype", "float16", ValueError, "dtype"),
     ("n_threads", 0, ValueError, "n_threads"),
+    ("sparse_input", "always", ValueError, "sparse_input"),
+    ("sparse_input", None, TypeError, "sparse_input"),
     ("random_state", "seed", ValueError, "random_state|RandomState"),
 ])
 def test_bad_parameters_fail_in_fit(param, value, exc, match):
@@ -418,6 +420,37 @@ def test_clone_is_unfitted_with_same_params():
     c = clone(a)
     assert c.get_params() == a.get_params()
     assert not hasattr(c, "coefs_")
+
+
+def test_sparse_input_is_a_parameter_passed_to_the_trainer(monkeypatch):
+    """Mostly-zero dense X trains through the sparse first layer unless sparse_input=False,
+    with the weights of the same data given as a sparse matrix; clone keeps the switch."""
+    sp = pytest.importorskip("scipy.sparse")
+    from fastsgd import _inputs
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 30)) * (rng.random((300, 30)) < 0.1)
+    y = rng.integers(0, 3, 300)
+    seen = []
+    original = _inputs.dense_as_csr
+
+    def spy(name, inputs, dtype, sparse_input="auto", **kw):
+        out = original(name, inputs, dtype, sparse_input, **kw)
+        seen.append((sparse_input, inputs.mode, out.mode))
+        return out
+
+    monkeypatch.setattr(_inputs, "dense_as_csr", spy)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    auto = MLPClassifier(**kw).fit(X, y)
+    off = MLPClassifier(sparse_input=False, **kw).fit(X, y)
+    on = MLPRegressor(sparse_input=True, **kw).fit(X, y.astype(float))
+    csr = MLPClassifier(**kw).fit(sp.csr_matrix(X), y)
+    assert seen == [("auto", "direct", "csr"), (False, "direct", "direct"),
+                    (True, "direct", "csr"), ("auto", "csr", "csr")]
+    assert _maxdiff(auto.coefs_, csr.coefs_) == 0.0
+    assert 0.0 < _maxdiff(auto.coefs_, off.coefs_) < 1e-4
+    assert on.get_params()["sparse_input"] is True
+    assert clone(off).sparse_input is False and clone(auto).get_params() == auto.get_params()
+    assert MLPClassifier().sparse_input == "auto" and MLPRegressor().sparse_input == "auto"
 
 
 # -- scikit-learn tools --------------------------------------------------------------
