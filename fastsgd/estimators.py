@@ -612,7 +612,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Takes scikit-learn's :class:`sklearn.neural_network.MLPClassifier`
     parameters with the same meaning (``solver='lbfgs'`` and ``max_fun``
-    are not available; sample weights are not supported yet), plus
+    are not available; ``fit`` and ``partial_fit`` take ``sample_weight``,
+    and ``class_weight`` weights the classes), plus
     fastsgd's ``loss``, ``dtype``, ``n_threads`` and ``sparse_input``. See the module
     documentation for the exact objective and the thread rule.
 
