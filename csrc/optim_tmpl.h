@@ -109,7 +109,7 @@ static inline __attribute__((always_inline)) T FN(pick)(int ok, T a, T b)
                    (!U2 | FSGD_FINITE(n2));                                                   \
     bad |= !ok;
 #define UPD_FN(NAME, KIND, MOM, NEST, AMS, CENT)                                              \
-    FSGD_CLONES static int FN(NAME)(const FN(rule_settings) u, const FN(penalty) pen,         \
+    FSGD_CLONES_OPT static int FN(NAME)(const FN(rule_settings) u, const FN(penalty) pen,         \
                                     int write, int64_t lo, int64_t hi, const T *restrict g,   \
                                     T *restrict p, T *restrict s0, T *restrict s1,            \
                                     T *restrict s2)                                           \
@@ -148,7 +148,7 @@ UPD_FN(upd_adam_ams, FSGD_OPT_ADAM, 0, 0, 1, 0)
 #undef UPD_ELEM
 
 /* Plain SGD on a segment without penalties: p -= lr * g in one stream. */
-FSGD_CLONES static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN(penalty) pen,
+FSGD_CLONES_OPT static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN(penalty) pen,
                                          int write, int64_t lo, int64_t hi,
                                          const T *restrict g, T *restrict p, T *restrict s0,
                                          T *restrict s1, T *restrict s2)

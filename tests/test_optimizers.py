@@ -77,6 +77,58 @@ def test_optimizers_match_torch_where_equal(make, rng):
     np.testing.assert_allclose(work, tp.detach().numpy(), rtol=1e-11, atol=1e-13)
 
 
+RULES_FOR_BITS = [
+    dict(kind="sgd", lr=0.01),
+    dict(kind="sgd", lr=0.01, momentum=0.9, nesterov=True, l2=1e-3, l1=1e-4),
+    dict(kind="adagrad", lr=0.01, epsilon=1e-7),
+    dict(kind="rmsprop", lr=0.01, rho=0.9, momentum=0.5, centered=True, epsilon=1e-7),
+    dict(kind="adam", lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.004),
+]
+
+
+@pytest.mark.parametrize("hyper", RULES_FOR_BITS, ids=lambda h: h["kind"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_bits_do_not_depend_on_where_an_element_lies(hyper, dtype, rng):
+    """An element's new value is the same bits wherever it lies: at any offset from a
+    64-byte boundary, and in the vector body or the remainder of the loop (the array cut
+    in two at various places). A compiler may treat a vector loop's peeled and remainder
+    elements differently, for example by fusing multiply-adds in one and not the other."""
+    from fastsgd import kernels
+    n = 1037
+    item = np.dtype(dtype).itemsize
+    p0 = rng.standard_normal(n).astype(dtype)
+    g0 = (rng.standard_normal(n) * 0.3).astype(dtype)
+    # state slots: positive, the first (a mean square or an accumulator) above the
+    # square of the others (centered RMSprop takes a root of their difference)
+    s0 = [(np.abs(rng.standard_normal(n)) * 0.1 + (k == 0)).astype(dtype) for k in range(3)]
+
+    def placed(a, shift):
+        buf = np.zeros(a.shape[0] + 64, dtype)
+        start = (-buf.ctypes.data % 64) // item + shift
+        v = buf[start:start + a.shape[0]]
+        v[...] = a
+        return v
+
+    def stepped(cut, shift):
+        p, g, states = p0.copy(), g0.copy(), [s.copy() for s in s0]
+        for lo, hi in ((0, cut), (cut, n)):
+            if hi == lo:
+                continue
+            pp, gg = placed(p[lo:hi], shift), placed(g[lo:hi], shift)
+            ss = [placed(s[lo:hi], shift) for s in states]
+            for step in (1, 2, 3):
+                assert kernels.update(dict(hyper, step=step), pp, gg, ss)
+            p[lo:hi] = pp
+            for s, s_new in zip(states, ss):
+                s[lo:hi] = s_new
+        return [p] + states
+
+    want = stepped(0, 0)
+    for cut, shift in [(1, 0), (5, 3), (16, 1), (17, 0), (31, 7), (513, 2), (n - 3, 5)]:
+        for a, b in zip(stepped(cut, shift % (64 // item)), want):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_step_that_would_overflow_leaves_parameters_untouched():
     p = np.array([1.0, 2.0, 3e38], np.float32)
     g = np.array([1.0, 1.0, -1e38], np.float32)
