@@ -65,6 +65,19 @@
 #define FSGD_SP_LEAD 64
 #define FSGD_SP_AHEAD 2
 
+/* the nonzeros [*k0, *k1) of batch row r; returns 0 for a row index outside
+   [0, X->n_rows) (which has none) */
+static inline int fsgd_sp_span(const fsgd_csr *X, const int64_t *x_rows, int64_t r, int64_t *k0,
+                               int64_t *k1)
+{
+    const int64_t xr = x_rows ? x_rows[r] : r;
+    *k0 = *k1 = 0;
+    if (xr < 0 || xr >= X->n_rows) return 0;
+    *k0 = X->indptr[xr];
+    *k1 = X->indptr[xr + 1];
+    return 1;
+}
+
 /* indptr entry of batch row q, if q < r1 */
 static inline void fsgd_sp_prefetch_ptr(const fsgd_csr *X, const int64_t *x_rows, int64_t q,
                                         int64_t r1)
@@ -79,10 +92,9 @@ static inline void fsgd_sp_prefetch_ptr(const fsgd_csr *X, const int64_t *x_rows
 static inline void fsgd_sp_prefetch_data(const fsgd_csr *X, const int64_t *x_rows, int64_t q,
                                          int64_t r1, int64_t tsize)
 {
-    if (q >= r1) return;
-    const int64_t xr = x_rows ? x_rows[q] : q;
-    if (xr < 0 || xr >= X->n_rows) return;
-    const int64_t k0 = X->indptr[xr], n = X->indptr[xr + 1] - k0;
+    int64_t k0, k1;
+    if (q >= r1 || !fsgd_sp_span(X, x_rows, q, &k0, &k1)) return;
+    const int64_t n = k1 - k0;
     const char *pi = (const char *)(X->indices + k0);
     for (int64_t o = 0; o < n * (int64_t)sizeof(int32_t); o += 64) {
         __builtin_prefetch(pi + o);
@@ -112,19 +124,6 @@ static inline void fsgd_sp_prefetch_step(const fsgd_csr *X, const int64_t *x_row
 /* column index j of a nonzero outside [0, n_in) (a negative j wraps to a huge value) */
 #define FSGD_SP_BAD_COL(j, n_in) ((uint64_t)(j) >= (uint64_t)(n_in))
 
-/* the nonzeros [*k0, *k1) of batch row r; returns 0 for a row index outside
-   [0, X->n_rows) (which has none) */
-static inline int fsgd_sp_span(const fsgd_csr *X, const int64_t *x_rows, int64_t r, int64_t *k0,
-                               int64_t *k1)
-{
-    const int64_t xr = x_rows ? x_rows[r] : r;
-    *k0 = *k1 = 0;
-    if (xr < 0 || xr >= X->n_rows) return 0;
-    *k0 = X->indptr[xr];
-    *k1 = X->indptr[xr + 1];
-    return 1;
-}
-
 /* The batch is sorted in groups of at most FSGD_SP_GROUP rows; an entry of a
  * group's sorted nonzeros is (row in the group, value). */
 #define FSGD_SP_GROUP 256
@@ -145,16 +144,15 @@ typedef struct {
  *   pos     per group and thread, n_in offsets one past those entries (the
  *           thread's entries of column j come after those of the threads
  *           before it, so that a column's entries follow the batch order);
- *   ent     the batch's nonzeros. */
+ *   ent     the batch's nonzeros (the last part: its size is the batch's). */
 typedef struct {
     int64_t groups;
-    size_t colend, cnt, pos, ent, bytes;
+    size_t colend, cnt, pos, ent;
 } fsgd_sp_layout;
 
 #define FSGD_SP_ALIGN(n) (((n) + 63) & ~(size_t)63)
 
-static inline fsgd_sp_layout fsgd_sp_layout_of(int64_t rows, int64_t n_in, int k, int64_t nnz,
-                                               size_t ent_size)
+static inline fsgd_sp_layout fsgd_sp_layout_of(int64_t rows, int64_t n_in, int k)
 {
     fsgd_sp_layout L;
     L.groups = rows > 0 ? (rows + FSGD_SP_GROUP - 1) / FSGD_SP_GROUP : 1;
@@ -163,7 +161,6 @@ static inline fsgd_sp_layout fsgd_sp_layout_of(int64_t rows, int64_t n_in, int k
     L.cnt = L.colend + FSGD_SP_ALIGN((per + (size_t)L.groups) * sizeof(int64_t));
     L.pos = L.cnt + FSGD_SP_ALIGN(per * (size_t)k * sizeof(int64_t));
     L.ent = L.pos + FSGD_SP_ALIGN(per * (size_t)k * sizeof(int64_t));
-    L.bytes = L.ent + FSGD_SP_ALIGN((size_t)(nnz > 0 ? nnz : 0) * ent_size);
     return L;
 }
 
@@ -171,11 +168,25 @@ static inline fsgd_sp_layout fsgd_sp_layout_of(int64_t rows, int64_t n_in, int k
 static inline int64_t fsgd_sp_batch_nnz(const fsgd_csr *X, const int64_t *x_rows, int64_t rows)
 {
     int64_t total = 0;
-    for (int64_t g = 0; g < rows; g++) {
-        const int64_t xr = x_rows ? x_rows[g] : g;
-        if (xr >= 0 && xr < X->n_rows) total += X->indptr[xr + 1] - X->indptr[xr];
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t k0, k1;
+        fsgd_sp_span(X, x_rows, r, &k0, &k1);
+        total += k1 - k0;
     }
     return total;
+}
+
+/* the first row j of dW whose entries before it (colend[j] - colend[0]) plus j reach
+   want (n_in when none does) */
+static inline int64_t fsgd_sp_row_at(const int64_t *colend, int64_t n_in, int64_t want)
+{
+    int64_t lo = 0, hi = n_in;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (colend[mid] - colend[0] + mid < want) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 /* group g's rows [g0, g0 + gn), and thread t's share [*a, *b) of them */
@@ -205,28 +216,46 @@ static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t 
         c += (VL);                                                                            \
     }
 
+/* STMT for each nonzero k (column j) of the row's [k0, k1), up to its first column
+   index outside [0, n_in), which sets bad */
+#define FSGD_SP_EACH_NZ(STMT)                                                                 \
+    for (int64_t k = k0; k < k1; k++) {                                                       \
+        const int64_t j = idx[k];                                                             \
+        if (FSGD_SP_BAD_COL(j, n_in)) {                                                       \
+            bad = 1;                                                                          \
+            break;                                                                            \
+        }                                                                                     \
+        STMT;                                                                                 \
+    }
+
+/* acc[i] += v * the i-th vector at src, for the NV vectors of a block */
+#define FSGD_SP_ACC(VT, VL, NV, acc, v, src)                                                  \
+    do {                                                                                      \
+        const __typeof__(*(src)) *s_ = (src);                                                 \
+        const __typeof__(*(src)) v_ = (v);                                                    \
+        _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                             \
+        {                                                                                     \
+            VT x_;                                                                            \
+            memcpy(&x_, s_ + i_ * (VL), sizeof x_);                                           \
+            (acc)[i_] += v_ * x_;                                                             \
+        }                                                                                     \
+    } while (0)
+/* a block's NV accumulators from src, and to dst */
+#define FSGD_SP_LOAD(VT, VL, NV, acc, src)                                                    \
+    _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                                 \
+        memcpy(&(acc)[i_], (src) + i_ * (VL), sizeof(VT));
+#define FSGD_SP_STORE(VT, VL, NV, dst, acc)                                                   \
+    _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                                 \
+        memcpy((dst) + i_ * (VL), &(acc)[i_], sizeof(VT));
+
+/* Forward, one row, columns [c, c + NV * VL): the accumulators start at the
+ * bias and take the row's nonzeros k0..k1-1 in order, then go to z. */
 #define FSGD_SP_FWD_BLOCK(T, VT, VL, NV)                                                      \
     do {                                                                                      \
         VT acc_[NV];                                                                          \
-        _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                             \
-            memcpy(&acc_[i_], b + c + i_ * (VL), sizeof(VT));                                 \
-        for (int64_t k = k0; k < k1; k++) {                                                   \
-            const int64_t j = idx[k];                                                         \
-            if (FSGD_SP_BAD_COL(j, n_in)) {                                                   \
-                bad = 1;                                                                      \
-                break;                                                                        \
-            }                                                                                 \
-            const T v = val[k];                                                               \
-            const T *w_ = W + j * n_out + c;                                                  \
-            _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                         \
-            {                                                                                 \
-                VT wv_;                                                                       \
-                memcpy(&wv_, w_ + i_ * (VL), sizeof wv_);                                     \
-                acc_[i_] += v * wv_;                                                          \
-            }                                                                                 \
-        }                                                                                     \
-        _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                             \
-            memcpy(z + c + i_ * (VL), &acc_[i_], sizeof(VT));                                 \
+        FSGD_SP_LOAD(VT, VL, NV, acc_, b + c);                                                \
+        FSGD_SP_EACH_NZ(FSGD_SP_ACC(VT, VL, NV, acc_, val[k], W + j * n_out + c))             \
+        FSGD_SP_STORE(VT, VL, NV, z + c, acc_);                                               \
     } while (0)
 
 /* Backward, row j of dW, columns [c, c + NV * VL): the accumulators start
@@ -239,21 +268,11 @@ static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t 
         if (first) {                                                                          \
             _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++) acc_[i_] = (VT){0};     \
         } else {                                                                              \
-            _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                         \
-                memcpy(&acc_[i_], w + c + i_ * (VL), sizeof(VT));                             \
+            FSGD_SP_LOAD(VT, VL, NV, acc_, w + c);                                            \
         }                                                                                     \
-        for (int64_t e = e0; e < e1; e++) {                                                   \
-            const T v = ent[e].v;                                                             \
-            const T *d_ = Dg + (int64_t)ent[e].r * n_out + c;                                 \
-            _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                         \
-            {                                                                                 \
-                VT dv_;                                                                       \
-                memcpy(&dv_, d_ + i_ * (VL), sizeof dv_);                                     \
-                acc_[i_] += v * dv_;                                                          \
-            }                                                                                 \
-        }                                                                                     \
-        _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (NV); i_++)                             \
-            memcpy(w + c + i_ * (VL), &acc_[i_], sizeof(VT));                                 \
+        for (int64_t e = e0; e < e1; e++)                                                     \
+            FSGD_SP_ACC(VT, VL, NV, acc_, ent[e].v, Dg + (int64_t)ent[e].r * n_out + c);      \
+        FSGD_SP_STORE(VT, VL, NV, w + c, acc_);                                               \
     } while (0)
 
 /* One instance (SIMD path PATH, dtype SFX_) of
@@ -276,19 +295,17 @@ static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t 
     {                                                                                         \
         const T *val = (const T *)X->data;                                                    \
         const int32_t *idx = X->indices;                                                      \
-        const int64_t *ip = X->indptr;                                                        \
         int bad = 0;                                                                          \
         fsgd_sp_prefetch_start(X, x_rows, r0, r1, sizeof(T));                                 \
         for (int64_t r = r0; r < r1; r++) {                                                   \
             fsgd_sp_prefetch_step(X, x_rows, r, r1, sizeof(T));                               \
-            const int64_t xr = x_rows ? x_rows[r] : r;                                        \
             T *restrict z = Z + r * n_out;                                                    \
-            if (xr < 0 || xr >= X->n_rows) {                                                  \
+            int64_t k0, k1;                                                                   \
+            if (!fsgd_sp_span(X, x_rows, r, &k0, &k1)) {                                      \
                 for (int64_t c = 0; c < n_out; c++) z[c] = b[c];                              \
                 bad = 1;                                                                      \
                 continue;                                                                     \
             }                                                                                 \
-            const int64_t k0 = ip[xr], k1 = ip[xr + 1];                                       \
             int64_t c = 0;                                                                    \
             FSGD_SP_BLOCKS(FSGD_SP_FWD_BLOCK, T, VT, VL);                                     \
             if (c < n_out && n_out >= (VL)) {                                                 \
@@ -296,16 +313,8 @@ static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t 
                 FSGD_SP_FWD_BLOCK(T, VT, VL, 1);                                              \
             } else if (c < n_out) {                                                           \
                 for (int64_t cc = c; cc < n_out; cc++) z[cc] = b[cc];                         \
-                for (int64_t k = k0; k < k1; k++) {                                           \
-                    const int64_t j = idx[k];                                                 \
-                    if (FSGD_SP_BAD_COL(j, n_in)) {                                           \
-                        bad = 1;                                                              \
-                        break;                                                                \
-                    }                                                                         \
-                    const T v = val[k];                                                       \
-                    const T *w_ = W + j * n_out;                                              \
-                    for (int64_t cc = c; cc < n_out; cc++) z[cc] += v * w_[cc];               \
-                }                                                                             \
+                FSGD_SP_EACH_NZ(for (int64_t cc = c; cc < n_out; cc++) z[cc] +=              \
+                                val[k] * W[j * n_out + cc])                                   \
             }                                                                                 \
             if (act != FSGD_ACT_LINEAR) act_row_##SFX_(act, slope, n_out, z);                 \
         }                                                                                     \
@@ -364,10 +373,9 @@ static inline int FN(csr_path)(void)
 static size_t FN(csr_scratch)(int k, int64_t rows, int64_t n_in, const fsgd_csr *X,
                               const int64_t *x_rows)
 {
-    return fsgd_sp_layout_of(rows, n_in, k, fsgd_sp_batch_nnz(X, x_rows, rows),
-                             sizeof(FN(fsgd_sp_ent)))
-               .bytes +
-           64;
+    const size_t nnz = (size_t)fsgd_sp_batch_nnz(X, x_rows, rows);
+    return fsgd_sp_layout_of(rows, n_in, k).ent +
+           FSGD_SP_ALIGN(nnz * sizeof(FN(fsgd_sp_ent))) + 64;
 }
 
 /* Team body: sort the batch's nonzeros by column into sp (laid out as
@@ -381,10 +389,10 @@ static void FN(csr_sort_team)(int64_t rows, int64_t n_in, const fsgd_csr *X,
                               const int64_t *x_rows, const fsgd_sp_layout *L, char *sp,
                               fsgd_team *team)
 {
-    int t = 0, k = 1;
+    int t = 0, nt = 1; /* (k names a nonzero below) */
 #ifdef _OPENMP
     t = omp_get_thread_num();
-    k = omp_get_num_threads();
+    nt = omp_get_num_threads();
 #endif
     const T *val = (const T *)X->data;
     const int32_t *idx = X->indices;
@@ -395,22 +403,15 @@ static void FN(csr_sort_team)(int64_t rows, int64_t n_in, const fsgd_csr *X,
     int bad = 0;
     for (int64_t g = 0; g < L->groups; g++) {
         int64_t g0, a, b;
-        fsgd_sp_share(rows, g, t, k, &g0, &a, &b);
-        int64_t *c = cnt + (g * k + t) * n_in;
+        fsgd_sp_share(rows, g, t, nt, &g0, &a, &b);
+        int64_t *c = cnt + (g * nt + t) * n_in;
         memset(c, 0, (size_t)n_in * sizeof(int64_t));
         fsgd_sp_prefetch_start(X, x_rows, a, b, sizeof(T));
         for (int64_t r = a; r < b; r++) {
             fsgd_sp_prefetch_step(X, x_rows, r, b, sizeof(T));
-            int64_t q0, q1;
-            bad |= !fsgd_sp_span(X, x_rows, r, &q0, &q1);
-            for (int64_t q = q0; q < q1; q++) {
-                const int64_t j = idx[q];
-                if (FSGD_SP_BAD_COL(j, n_in)) { /* the row ends before it */
-                    bad = 1;
-                    break;
-                }
-                c[j]++;
-            }
+            int64_t k0, k1;
+            bad |= !fsgd_sp_span(X, x_rows, r, &k0, &k1);
+            FSGD_SP_EACH_NZ(c[j]++)
         }
     }
     if (bad) FSGD_TEAM_SET(team->status, FSGD_ERR_ARG);
@@ -420,14 +421,14 @@ static void FN(csr_sort_team)(int64_t rows, int64_t n_in, const fsgd_csr *X,
     int64_t run = 0; /* the entries of the groups and columns before */
     for (int64_t g = 0; g < L->groups; g++) {
         int64_t g0, a, b;
-        fsgd_sp_share(rows, g, t, k, &g0, &a, &b);
-        const int64_t *cg = cnt + g * k * n_in;
-        int64_t *p = pos + (g * k + t) * n_in;
+        fsgd_sp_share(rows, g, t, nt, &g0, &a, &b);
+        const int64_t *cg = cnt + g * nt * n_in;
+        int64_t *p = pos + (g * nt + t) * n_in;
         int64_t *ce = colend + g * (n_in + 1);
         if (t == 0) ce[0] = run;
         for (int64_t j = 0; j < n_in; j++) {
             int64_t before = 0, all = 0;
-            for (int q = 0; q < k; q++) {
+            for (int q = 0; q < nt; q++) {
                 const int64_t n = cg[q * n_in + j];
                 before += q < t ? n : 0;
                 all += n;
@@ -437,16 +438,10 @@ static void FN(csr_sort_team)(int64_t rows, int64_t n_in, const fsgd_csr *X,
             if (t == 0) ce[j + 1] = run;
         }
         for (int64_t r = a; r < b; r++) {
-            int64_t q0, q1;
-            fsgd_sp_span(X, x_rows, r, &q0, &q1);
+            int64_t k0, k1;
+            fsgd_sp_span(X, x_rows, r, &k0, &k1);
             const int32_t gr = (int32_t)(r - g0);
-            for (int64_t q = q0; q < q1; q++) {
-                const int64_t j = idx[q];
-                if (FSGD_SP_BAD_COL(j, n_in)) break;
-                FN(fsgd_sp_ent) *en = ent + p[j]++;
-                en->r = gr;
-                en->v = val[q];
-            }
+            FSGD_SP_EACH_NZ(FN(fsgd_sp_ent) *en = ent + p[j]++; en->r = gr; en->v = val[k])
         }
     }
 }
@@ -486,29 +481,18 @@ static void FN(csr_backward_team)(int64_t rows, int64_t n_in, int64_t n_out, con
     t = omp_get_thread_num();
     k = omp_get_num_threads();
 #endif
-    const fsgd_sp_layout L = fsgd_sp_layout_of(rows, n_in, k, fsgd_sp_batch_nnz(X, x_rows, rows),
-                                               sizeof(FN(fsgd_sp_ent)));
+    const fsgd_sp_layout L = fsgd_sp_layout_of(rows, n_in, k);
     FN(csr_sort_team)(rows, n_in, X, x_rows, &L, sp, team);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
     const int64_t *colend = (const int64_t *)(sp + L.colend);
     const FN(fsgd_sp_ent) *ent = (const FN(fsgd_sp_ent) *)(sp + L.ent);
-    /* thread t's rows of dW: where the count of entries plus one per row, over the
-       first group, passes t / k and (t + 1) / k of its total */
+    /* thread t's rows of dW: where the first group's entries plus one per row pass t / k
+       and (t + 1) / k of their total */
     const int64_t total = colend[n_in] - colend[0] + n_in;
-    int64_t j0 = 0, j1 = 0;
-    for (int side = 0; side < 2; side++) {
-        const int64_t want = total * (t + side) / k;
-        int64_t lo = 0, hi = n_in;
-        while (lo < hi) {
-            const int64_t mid = lo + (hi - lo) / 2;
-            if (colend[mid] - colend[0] + mid < want) lo = mid + 1;
-            else hi = mid;
-        }
-        if (side) j1 = t == k - 1 ? n_in : lo;
-        else j0 = t == 0 ? 0 : lo;
-    }
+    const int64_t j0 = fsgd_sp_row_at(colend, n_in, total * t / k);
+    const int64_t j1 = fsgd_sp_row_at(colend, n_in, total * (t + 1) / k);
     const FN(csr_bwd_fn) acc = FN(csr_bwd_table)[FN(csr_path)()];
     for (int64_t g = 0; g < L.groups && j0 < j1; g++) {
         const int64_t *ce = colend + g * (n_in + 1);
