@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #define FSGD_MAX_MR 16
+#define FSGD_MAX_NR 64 /* above every NR of the table below */
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>

@@ -84,6 +84,26 @@ static inline void FN(transpose_block)(const T *const *src, T *dst, int64_t ldd)
     }
 }
 
+/* dst[k * w + i] = src[i][k] for k < kc and i < m, zero for m <= i < w: a sliver
+ * packed from m contiguous rows. Blocks of 16 bytes square (4 x 4 floats, 2 x 2
+ * doubles) are transposed in registers, the edges element by element. */
+static void FN(pack_transposed)(const T *const *src, int m, int w, int64_t kc, T *restrict dst)
+{
+    enum { BK = 16 / sizeof(T) };
+    const int64_t kb_end = kc / BK * BK;
+    const int ib_end = m / BK * BK;
+    for (int64_t k = 0; k < kb_end; k += BK)
+        for (int i = 0; i < ib_end; i += BK) {
+            const T *blk[BK];
+            for (int q = 0; q < BK; q++) blk[q] = src[i + q] + k;
+            FN(transpose_block)(blk, dst + k * w + i, w);
+        }
+    for (int i = 0; i < w; i++) {
+        const int64_t k0 = i < ib_end ? kb_end : 0;
+        for (int64_t k = k0; k < kc; k++) dst[k * w + i] = i < m ? src[i][k] : (T)0;
+    }
+}
+
 /* pack depth [p0, p0+kc) of op(A) rows [i0, i0+m) into one MR-row sliver */
 static void FN(pack_a_sliver)(const FN(kinfo) *ki, int trans, const T *A, int64_t lda,
                               const int64_t *rows, int64_t i0, int64_t m, int64_t p0,
@@ -105,22 +125,10 @@ static void FN(pack_a_sliver)(const FN(kinfo) *ki, int trans, const T *A, int64_
         }
         return;
     }
-    /* op(A)(i, k) = A[row(i), k]: blocks moved through registers as in pack_b_sliver */
-    enum { BK = 16 / sizeof(T) };
+    /* op(A)(i, k) = A[row(i), k] */
     const T *src[FSGD_MAX_MR];
     for (int i = 0; i < m; i++) src[i] = A + (rows ? rows[i0 + i] : i0 + i) * lda + p0;
-    const int64_t kb_end = kc / BK * BK;
-    const int ib_end = (int)(m / BK * BK);
-    for (int64_t k = 0; k < kb_end; k += BK)
-        for (int i = 0; i < ib_end; i += BK) {
-            const T *blk[BK];
-            for (int q = 0; q < BK; q++) blk[q] = src[i + q] + k;
-            FN(transpose_block)(blk, dst + k * mr + i, mr);
-        }
-    for (int i = 0; i < mr; i++) {
-        const int64_t k0 = i < ib_end ? kb_end : 0;
-        for (int64_t k = k0; k < kc; k++) dst[k * mr + i] = i < m ? src[i][k] : (T)0;
-    }
+    FN(pack_transposed)(src, (int)m, mr, kc, dst);
 }
 
 /* pack depth [p0, p0+kc) x columns [j0, j0+n) of op(B) into one NR-column sliver */
@@ -143,22 +151,10 @@ static void FN(pack_b_sliver)(const FN(kinfo) *ki, int trans, const T *B, int64_
         }
         return;
     }
-    /* op(B)(k, j) = B[j, k]: blocks of 16 bytes square (4 x 4 floats, 2 x 2
-       doubles) are transposed in registers, the edges element by element */
-    enum { BK = 16 / sizeof(T) };
-    const int64_t kb_end = kc / BK * BK;
-    const int jb_end = n / BK * BK;
-    for (int64_t k = 0; k < kb_end; k += BK)
-        for (int j = 0; j < jb_end; j += BK) {
-            const T *blk[BK];
-            for (int q = 0; q < BK; q++) blk[q] = B + (j0 + j + q) * ldb + p0 + k;
-            FN(transpose_block)(blk, dst + k * nr + j, nr);
-        }
-    for (int j = 0; j < nr; j++) {
-        const T *src = B + (j0 + j) * ldb + p0;
-        const int64_t k0 = j < jb_end ? kb_end : 0;
-        for (int64_t k = k0; k < kc; k++) dst[k * nr + j] = j < n ? src[k] : (T)0;
-    }
+    /* op(B)(k, j) = B[j, k] */
+    const T *src[FSGD_MAX_NR];
+    for (int j = 0; j < n; j++) src[j] = B + (j0 + j) * ldb + p0;
+    FN(pack_transposed)(src, (int)n, nr, kc, dst);
 }
 
 /* Row pointers of the A sliver at rows [i0, i0+m) and depth p0, and its k-stride.
