@@ -13,11 +13,13 @@
  * from zero over the batch rows in batch order, a row's nonzeros in CSR
  * order, by one thread: the same bits for any thread count. For that sum the
  * team first sorts the batch's nonzeros by column (a stable counting sort in
- * groups of batch rows, each thread counting and placing its share of a
- * group's rows, into scratch sized before the region); each row of dW is
- * then summed in registers, block by block of columns, from its column's
- * (row, value) entries, and stored once (which also zeroes it). The threads
- * take ranges of rows of dW holding about equal numbers of entries.
+ * groups of batch rows; each thread sorts its share of a group's rows into a
+ * segment of its own, so that no thread writes where another does and no
+ * thread waits for another until all are sorted); each row of dW is then
+ * summed in registers, block by block of columns, from its column's
+ * (row, value) entries, segment after segment, and stored once per group
+ * (which also zeroes it). The threads take ranges of rows of dW holding
+ * about equal numbers of entries.
  *
  * The forward is a serial range function over batch rows, run by each
  * thread of the team on its range. The kernels run in one of three
@@ -137,17 +139,19 @@ typedef struct {
 } fsgd_sp_ent_f64;
 
 /* Where a team of k keeps the sorted batch, in bytes from the start of the
- * sparse scratch (each part 64-byte aligned):
- *   colend  per group, n_in + 1 entry offsets: column j's entries are
- *           ent[colend[j]] .. ent[colend[j + 1] - 1], in batch-row order;
- *   cnt     per group and thread, n_in counts of that thread's rows' entries;
- *   pos     per group and thread, n_in offsets one past those entries (the
- *           thread's entries of column j come after those of the threads
- *           before it, so that a column's entries follow the batch order);
- *   ent     the batch's nonzeros (the last part: its size is the batch's). */
+ * sparse scratch (each part 64-byte aligned). Thread t's share of group g's
+ * rows is segment g k + t; a column's entries in the segments of a group, in
+ * segment order, follow the batch order.
+ *   colend  per segment, n_in + 1 entry offsets, `stride` apart (a multiple
+ *           of 8, so that no two threads write to one cache line): the
+ *           segment's entries of column j are ent[colend[j]] ..
+ *           ent[colend[j + 1] - 1], in batch-row order;
+ *   ent     the batch's nonzeros (the last part: its size is the batch's);
+ *           a segment's start at the number of nonzeros that the batch's
+ *           rows before its own have by indptr. */
 typedef struct {
-    int64_t groups;
-    size_t colend, cnt, pos, ent;
+    int64_t groups, stride;
+    size_t colend, ent;
 } fsgd_sp_layout;
 
 #define FSGD_SP_ALIGN(n) (((n) + 63) & ~(size_t)63)
@@ -156,11 +160,10 @@ static inline fsgd_sp_layout fsgd_sp_layout_of(int64_t rows, int64_t n_in, int k
 {
     fsgd_sp_layout L;
     L.groups = rows > 0 ? (rows + FSGD_SP_GROUP - 1) / FSGD_SP_GROUP : 1;
-    const size_t per = (size_t)L.groups * (size_t)(n_in > 0 ? n_in : 0);
+    L.stride = (int64_t)(FSGD_SP_ALIGN((size_t)((n_in > 0 ? n_in : 0) + 1) * sizeof(int64_t)) /
+                         sizeof(int64_t));
     L.colend = 0;
-    L.cnt = L.colend + FSGD_SP_ALIGN((per + (size_t)L.groups) * sizeof(int64_t));
-    L.pos = L.cnt + FSGD_SP_ALIGN(per * (size_t)k * sizeof(int64_t));
-    L.ent = L.pos + FSGD_SP_ALIGN(per * (size_t)k * sizeof(int64_t));
+    L.ent = FSGD_SP_ALIGN((size_t)L.groups * (size_t)k * (size_t)L.stride * sizeof(int64_t));
     return L;
 }
 
@@ -176,14 +179,24 @@ static inline int64_t fsgd_sp_batch_nnz(const fsgd_csr *X, const int64_t *x_rows
     return total;
 }
 
-/* the first row j of dW whose entries before it (colend[j] - colend[0]) plus j reach
-   want (n_in when none does) */
-static inline int64_t fsgd_sp_row_at(const int64_t *colend, int64_t n_in, int64_t want)
+/* the entries of columns [0, j) in the k segments whose offsets start at colend,
+   stride apart */
+static inline int64_t fsgd_sp_before(const int64_t *colend, int64_t stride, int k, int64_t j)
+{
+    int64_t n = 0;
+    for (int s = 0; s < k; s++) n += colend[s * stride + j] - colend[s * stride];
+    return n;
+}
+
+/* the first row j of dW whose entries before it in those segments plus j reach want
+   (n_in when none does) */
+static inline int64_t fsgd_sp_row_at(const int64_t *colend, int64_t stride, int k, int64_t n_in,
+                                     int64_t want)
 {
     int64_t lo = 0, hi = n_in;
     while (lo < hi) {
         const int64_t mid = lo + (hi - lo) / 2;
-        if (colend[mid] - colend[0] + mid < want) lo = mid + 1;
+        if (fsgd_sp_before(colend, stride, k, mid) + mid < want) lo = mid + 1;
         else hi = mid;
     }
     return lo;
@@ -258,10 +271,17 @@ static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t 
         FSGD_SP_STORE(VT, VL, NV, z + c, acc_);                                               \
     } while (0)
 
+/* e over column j's entries in the nseg segments whose offsets start at end, stride
+   apart, in segment order */
+#define FSGD_SP_EACH_ENT(STMT)                                                                \
+    for (int s_ = 0; s_ < nseg; s_++)                                                         \
+        for (int64_t e = end[s_ * stride + j], e1_ = end[s_ * stride + j + 1]; e < e1_; e++) \
+            STMT;
+
 /* Backward, row j of dW, columns [c, c + NV * VL): the accumulators start
  * at dW[j, block] (zero for the first group of batch rows) and take the
- * column's entries e0..e1-1 in order, entry e adding ent[e].v times the
- * block of D's row ent[e].r. */
+ * column's entries in order, entry e adding ent[e].v times the block of D's
+ * row ent[e].r. */
 #define FSGD_SP_BWD_BLOCK(T, VT, VL, NV)                                                      \
     do {                                                                                      \
         VT acc_[NV];                                                                          \
@@ -270,8 +290,8 @@ static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t 
         } else {                                                                              \
             FSGD_SP_LOAD(VT, VL, NV, acc_, w + c);                                            \
         }                                                                                     \
-        for (int64_t e = e0; e < e1; e++)                                                     \
-            FSGD_SP_ACC(VT, VL, NV, acc_, ent[e].v, Dg + (int64_t)ent[e].r * n_out + c);      \
+        FSGD_SP_EACH_ENT(                                                                     \
+            FSGD_SP_ACC(VT, VL, NV, acc_, ent[e].v, Dg + (int64_t)ent[e].r * n_out + c))      \
         FSGD_SP_STORE(VT, VL, NV, w + c, acc_);                                               \
     } while (0)
 
@@ -279,7 +299,7 @@ static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t 
  *   fsgd_sp_fwd_<PATH>_<SFX>: rows [r0, r1) of the forward, activation
  *     included; FSGD_OK, or FSGD_ERR_ARG after an index out of range;
  *   fsgd_sp_bwd_<PATH>_<SFX>: rows [j0, j1) of dW from a group's sorted
- *     entries (column j's are ent[end[j - j0 - 1]] .. ent[end[j - j0] - 1];
+ *     entries (its nseg segments' column offsets start at end, stride apart;
  *     Dg: the group's first row of D; first: the batch's first group, whose
  *     sums start from zero, the others' from dW).
  * Columns go in blocks of 8, 4, 2, 1 vectors. The forward's last partial
@@ -322,20 +342,20 @@ static inline void fsgd_sp_share(int64_t rows, int64_t g, int t, int k, int64_t 
     }                                                                                         \
                                                                                               \
     TGT static void fsgd_sp_bwd_##PATH##_##SFX_(int64_t j0, int64_t j1, int64_t n_out,        \
-                                                const int64_t *end,                           \
+                                                const int64_t *end, int64_t stride, int nseg, \
                                                 const fsgd_sp_ent_##SFX_ *ent, const T *Dg,   \
                                                 int first, T *dW)                             \
     {                                                                                         \
         for (int64_t j = j0; j < j1; j++) {                                                   \
-            const int64_t e0 = end[j - j0 - 1], e1 = end[j - j0];                             \
-            if (e0 == e1 && !first) continue;                                                 \
+            if (!first && fsgd_sp_before(end, stride, nseg, j + 1) ==                         \
+                              fsgd_sp_before(end, stride, nseg, j))                           \
+                continue;                                                                     \
             T *restrict w = dW + j * n_out;                                                   \
             int64_t c = 0;                                                                    \
             FSGD_SP_BLOCKS(FSGD_SP_BWD_BLOCK, T, VT, VL);                                     \
             for (int64_t cc = c; cc < n_out; cc++) {                                          \
                 T a = first ? (T)0 : w[cc];                                                   \
-                for (int64_t e = e0; e < e1; e++)                                             \
-                    a += ent[e].v * Dg[(int64_t)ent[e].r * n_out + cc];                       \
+                FSGD_SP_EACH_ENT(a += ent[e].v * Dg[(int64_t)ent[e].r * n_out + cc])          \
                 w[cc] = a;                                                                    \
             }                                                                                 \
         }                                                                                     \
@@ -355,7 +375,7 @@ FSGD_CAT(FSGD_SP_PATHS, SFX)(FSGD_SP_DEFINE)
 
 typedef int (*FN(csr_fwd_fn))(int64_t, int64_t, int64_t, int64_t, const fsgd_csr *,
                               const int64_t *, const T *, const T *, int, T, T *);
-typedef void (*FN(csr_bwd_fn))(int64_t, int64_t, int64_t, const int64_t *,
+typedef void (*FN(csr_bwd_fn))(int64_t, int64_t, int64_t, const int64_t *, int64_t, int,
                                const FN(fsgd_sp_ent) *, const T *, int, T *);
 static const FN(csr_fwd_fn) FN(csr_fwd_table)[FSGD_SIMD_COUNT] = {
     FSGD_CAT(FSGD_SP_PATHS, SFX)(FSGD_SP_FWD_ENTRY)};
@@ -380,11 +400,11 @@ static size_t FN(csr_scratch)(int k, int64_t rows, int64_t n_in, const fsgd_csr 
 
 /* Team body: sort the batch's nonzeros by column into sp (laid out as
  * fsgd_sp_layout_of says for this team), each thread its share of every
- * group's rows. A row's nonzeros end before its first column index outside
- * [0, n_in); a batch row outside [0, X->n_rows) has none (both set
- * team->status to FSGD_ERR_ARG). There is one barrier, between the counts
- * and the placing; on return a thread has placed its own rows' entries, and
- * the others' are placed after the next barrier. */
+ * group's rows into its own segments. A row's nonzeros end before its first
+ * column index outside [0, n_in); a batch row outside [0, X->n_rows) has
+ * none (both set team->status to FSGD_ERR_ARG). No barrier: on return a
+ * thread has sorted its own rows, and the others' are sorted after the next
+ * barrier. */
 static void FN(csr_sort_team)(int64_t rows, int64_t n_in, const fsgd_csr *X,
                               const int64_t *x_rows, const fsgd_sp_layout *L, char *sp,
                               fsgd_team *team)
@@ -396,54 +416,42 @@ static void FN(csr_sort_team)(int64_t rows, int64_t n_in, const fsgd_csr *X,
 #endif
     const T *val = (const T *)X->data;
     const int32_t *idx = X->indices;
-    int64_t *colend = (int64_t *)(sp + L->colend);
-    int64_t *cnt = (int64_t *)(sp + L->cnt);
-    int64_t *pos = (int64_t *)(sp + L->pos);
     FN(fsgd_sp_ent) *ent = (FN(fsgd_sp_ent) *)(sp + L->ent);
     int bad = 0;
+    int64_t seen = 0, at = 0; /* the nonzeros (by indptr) of batch rows [0, at) */
     for (int64_t g = 0; g < L->groups; g++) {
         int64_t g0, a, b;
         fsgd_sp_share(rows, g, t, nt, &g0, &a, &b);
-        int64_t *c = cnt + (g * nt + t) * n_in;
-        memset(c, 0, (size_t)n_in * sizeof(int64_t));
+        for (; at < a; at++) {
+            int64_t k0, k1;
+            fsgd_sp_span(X, x_rows, at, &k0, &k1);
+            seen += k1 - k0;
+        }
+        int64_t *e = (int64_t *)(sp + L->colend) + (g * nt + t) * L->stride;
+        memset(e, 0, (size_t)(n_in + 1) * sizeof(int64_t));
         fsgd_sp_prefetch_start(X, x_rows, a, b, sizeof(T));
         for (int64_t r = a; r < b; r++) {
             fsgd_sp_prefetch_step(X, x_rows, r, b, sizeof(T));
             int64_t k0, k1;
             bad |= !fsgd_sp_span(X, x_rows, r, &k0, &k1);
-            FSGD_SP_EACH_NZ(c[j]++)
+            FSGD_SP_EACH_NZ(e[j + 1]++)
         }
-    }
-    if (bad) FSGD_TEAM_SET(team->status, FSGD_ERR_ARG);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-    int64_t run = 0; /* the entries of the groups and columns before */
-    for (int64_t g = 0; g < L->groups; g++) {
-        int64_t g0, a, b;
-        fsgd_sp_share(rows, g, t, nt, &g0, &a, &b);
-        const int64_t *cg = cnt + g * nt * n_in;
-        int64_t *p = pos + (g * nt + t) * n_in;
-        int64_t *ce = colend + g * (n_in + 1);
-        if (t == 0) ce[0] = run;
+        /* e[j + 1]: where column j's entries start, and after the placing where they end */
+        int64_t run = seen;
+        e[0] = run;
         for (int64_t j = 0; j < n_in; j++) {
-            int64_t before = 0, all = 0;
-            for (int q = 0; q < nt; q++) {
-                const int64_t n = cg[q * n_in + j];
-                before += q < t ? n : 0;
-                all += n;
-            }
-            p[j] = run + before;
-            run += all;
-            if (t == 0) ce[j + 1] = run;
+            const int64_t n = e[j + 1];
+            e[j + 1] = run;
+            run += n;
         }
         for (int64_t r = a; r < b; r++) {
             int64_t k0, k1;
             fsgd_sp_span(X, x_rows, r, &k0, &k1);
             const int32_t gr = (int32_t)(r - g0);
-            FSGD_SP_EACH_NZ(FN(fsgd_sp_ent) *en = ent + p[j]++; en->r = gr; en->v = val[k])
+            FSGD_SP_EACH_NZ(FN(fsgd_sp_ent) *en = ent + e[j + 1]++; en->r = gr; en->v = val[k])
         }
     }
+    if (bad) FSGD_TEAM_SET(team->status, FSGD_ERR_ARG);
 }
 
 /* Team body of the forward: Z[r, :] = f(b + sum over the nonzeros (j, v) of
@@ -490,14 +498,13 @@ static void FN(csr_backward_team)(int64_t rows, int64_t n_in, int64_t n_out, con
     const FN(fsgd_sp_ent) *ent = (const FN(fsgd_sp_ent) *)(sp + L.ent);
     /* thread t's rows of dW: where the first group's entries plus one per row pass t / k
        and (t + 1) / k of their total */
-    const int64_t total = colend[n_in] - colend[0] + n_in;
-    const int64_t j0 = fsgd_sp_row_at(colend, n_in, total * t / k);
-    const int64_t j1 = fsgd_sp_row_at(colend, n_in, total * (t + 1) / k);
+    const int64_t total = fsgd_sp_before(colend, L.stride, k, n_in) + n_in;
+    const int64_t j0 = fsgd_sp_row_at(colend, L.stride, k, n_in, total * t / k);
+    const int64_t j1 = fsgd_sp_row_at(colend, L.stride, k, n_in, total * (t + 1) / k);
     const FN(csr_bwd_fn) acc = FN(csr_bwd_table)[FN(csr_path)()];
-    for (int64_t g = 0; g < L.groups && j0 < j1; g++) {
-        const int64_t *ce = colend + g * (n_in + 1);
-        acc(j0, j1, n_out, ce + j0 + 1, ent, D + g * FSGD_SP_GROUP * n_out, g == 0, dW);
-    }
+    for (int64_t g = 0; g < L.groups && j0 < j1; g++)
+        acc(j0, j1, n_out, colend + g * k * L.stride, L.stride, k, ent,
+            D + g * FSGD_SP_GROUP * n_out, g == 0, dW);
     FN(col_sums_team)(rows, n_out, D, db);
 }
 
