@@ -108,7 +108,6 @@ typedef struct {
     char *scratch; /* shared by the team, sized before the region opens */
     int status;    /* an error any thread met (FSGD_OK: none) */
     int refused;   /* the optimizer's check pass found a non-finite value */
-    int kept;      /* the write pass found one (cannot happen after a clean check) */
     double loss;
     int64_t correct;
 } fsgd_team;

@@ -537,7 +537,7 @@ static void FN(train_team)(const fsgd_net *net, const fsgd_opt *opt,
         }
     if (fsgd_team_get(&team->status)) return;
     FN(update_team)(prep, opt, plan, team);
-    if (fsgd_team_get(&team->refused) || fsgd_team_get(&team->kept)) return;
+    if (fsgd_team_get(&team->refused)) return;
 #ifdef _OPENMP
 #pragma omp single
 #endif
@@ -577,7 +577,7 @@ int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
     *correct = team.correct;
     if (team.status) return team.status;
     if (!(team.loss - team.loss == 0.0)) return FSGD_ERR_NONFINITE;
-    return (team.refused || team.kept) ? FSGD_ERR_NONFINITE : FSGD_OK;
+    return team.refused ? FSGD_ERR_NONFINITE : FSGD_OK;
 }
 
 #undef FSGD_BN_BLOCK

@@ -100,7 +100,6 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 }
 
 #define T float
-#define UT uint32_t
 #define SFX f32
 #define EXPT fsgd_expf
 #define LOGT logf
@@ -114,7 +113,6 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #include "optim_tmpl.h"
 #include "net_tmpl.h"
 #undef T
-#undef UT
 #undef SFX
 #undef EXPT
 #undef LOGT
@@ -124,7 +122,6 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #undef FABST
 
 #define T double
-#define UT uint64_t
 #define SFX f64
 #define EXPT fsgd_exp
 #define LOGT log
@@ -138,7 +135,6 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #include "optim_tmpl.h"
 #include "net_tmpl.h"
 #undef T
-#undef UT
 #undef SFX
 #undef EXPT
 #undef LOGT

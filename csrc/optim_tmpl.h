@@ -4,8 +4,10 @@
  *
  * A step is two passes over the same code: the check pass computes every
  * new parameter and state value and writes nothing; only when all of them
- * are finite does the write pass run. Threads split the flat range; each
- * element is independent, so results never depend on the thread count.
+ * are finite does the write pass run, which computes the same values from
+ * the same inputs and stores them. Threads split the flat range (the same
+ * parts in both passes); each element is independent, so results never
+ * depend on the thread count.
  */
 #define FN(name) FSGD_CAT(name, SFX)
 
@@ -21,19 +23,27 @@ typedef struct {
 
 /* One element of every update rule (Keras 3 formulas). The rule and its
  * flags are compile-time constants at each call site, so every variant is
- * its own vectorised loop. With zero penalties g and p are unchanged bit for
- * bit. Returns the new parameter and writes the new state to *n0..*n2. */
+ * its own vectorised loop. l2only: the segment's l1 and wd_lr are zero, and
+ * the penalty takes the two operations that give the same bits as the full
+ * formulas then (p + 0 is p but for -0, which the full formulas turn into
+ * +0 too; l2x2 * (p + 0) is l2x2 * p + l1 * sign(p) with l1 = 0).
+ * Returns the new parameter and writes the new state to *n0..*n2. */
 static inline __attribute__((always_inline)) T FN(step_elem)(
     const int kind, const int mom, const int nest, const int ams, const int cent,
-    const FN(rule_settings) *u, const FN(penalty) *pen, T p, T g, T s0, T s1, T s2, T *n0,
-    T *n1, T *n2)
+    const int l2only, const FN(rule_settings) *u, const FN(penalty) *pen, T p, T g, T s0, T s1,
+    T s2, T *n0, T *n1, T *n2)
 {
     *n0 = s0;
     *n1 = s1;
     *n2 = s2;
-    const T sgn = (p > (T)0 ? (T)1 : (T)0) - (p < (T)0 ? (T)1 : (T)0);
-    g += pen->l2x2 * p + pen->l1 * sgn;
-    p -= p * pen->wd_lr;
+    if (l2only) {
+        p += (T)0;
+        g += pen->l2x2 * p;
+    } else {
+        const T sgn = (p > (T)0 ? (T)1 : (T)0) - (p < (T)0 ? (T)1 : (T)0);
+        g += pen->l2x2 * p + pen->l1 * sgn;
+        p -= p * pen->wd_lr;
+    }
     if (kind == FSGD_OPT_SGD) {
         if (!mom) return p - u->lr * g;
         const T velocity = u->mu * s0 - u->lr * g;
@@ -76,62 +86,48 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
 
 #define FSGD_FINITE(x) ((x) - (x) == (T)0)
 
-/* One function per rule variant over elements [lo, hi) of one segment.
+/* One function per rule variant over elements [lo, hi) of one segment (l2only:
+ * see step_elem; the caller passes it as a constant, and each rule's function
+ * holds both loops).
  * write == 0: compute only, return 1 if any new value is not finite.
- * write == 1: store every new value (a value that is not finite, which the
- * check pass has excluded, would keep the old one and return 1). */
-/* ok ? a : b, chosen on the bits: the write pass stores every element
- * unconditionally (a select on the values lets the compiler turn the store
- * into a masked one, which some CPUs run an element at a time). */
-static inline __attribute__((always_inline)) T FN(pick)(int ok, T a, T b)
-{
-    UT ua, ub;
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    const UT m = (UT)0 - (UT)ok;
-    const UT r = (ua & m) | (ub & ~m);
-    T out;
-    memcpy(&out, &r, sizeof out);
-    return out;
-}
-
-/* One function per rule variant over elements [lo, hi) of one segment.
- * write == 0: compute only, return 1 if any new value is not finite.
- * write == 1: store every new value (a value that is not finite, which the
- * check pass has excluded, would keep the old one and return 1). */
-#define UPD_ELEM(KIND, MOM, NEST, AMS, CENT)                                                  \
+ * write == 1: store every new value (the check pass has seen them all
+ * finite: the same operations on the same inputs); returns 0. */
+#define UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                          \
     T n0, n1, n2;                                                                             \
-    const T p0 = p[i];                                                                        \
-    const T np = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, &u, &pen, p0, g[i],                \
+    const T np = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, L2ONLY, &u, &pen, p[i], g[i],      \
                                U0 ? s0[i] : (T)0, U1 ? s1[i] : (T)0, U2 ? s2[i] : (T)0,       \
-                               &n0, &n1, &n2);                                                \
-    const int ok = FSGD_FINITE(np) & (!U0 | FSGD_FINITE(n0)) & (!U1 | FSGD_FINITE(n1)) &      \
-                   (!U2 | FSGD_FINITE(n2));                                                   \
-    bad |= !ok;
+                               &n0, &n1, &n2);
+#define UPD_LOOPS(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                         \
+    if (!write) {                                                                             \
+        int bad = 0;                                                                          \
+        for (int64_t i = lo; i < hi; i++) {                                                   \
+            UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                      \
+            bad |= !(FSGD_FINITE(np) & (!U0 | FSGD_FINITE(n0)) & (!U1 | FSGD_FINITE(n1)) &    \
+                     (!U2 | FSGD_FINITE(n2)));                                                \
+        }                                                                                     \
+        return bad;                                                                           \
+    }                                                                                         \
+    for (int64_t i = lo; i < hi; i++) {                                                       \
+        UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                          \
+        p[i] = np;                                                                            \
+        if (U0) s0[i] = n0;                                                                   \
+        if (U1) s1[i] = n1;                                                                   \
+        if (U2) s2[i] = n2;                                                                   \
+    }                                                                                         \
+    return 0;
 #define UPD_FN(NAME, KIND, MOM, NEST, AMS, CENT)                                              \
-    FSGD_CLONES_OPT static int FN(NAME)(const FN(rule_settings) u, const FN(penalty) pen,         \
-                                    int write, int64_t lo, int64_t hi, const T *restrict g,   \
-                                    T *restrict p, T *restrict s0, T *restrict s1,            \
-                                    T *restrict s2)                                           \
+    FSGD_CLONES_OPT static int FN(NAME)(const FN(rule_settings) u, const FN(penalty) pen,     \
+                                        int l2only, int write, int64_t lo, int64_t hi,        \
+                                        const T *restrict g, T *restrict p, T *restrict s0,   \
+                                        T *restrict s1, T *restrict s2)                       \
     {                                                                                         \
         const int U0 = KIND != FSGD_OPT_SGD || MOM;                                           \
         const int U1 = (KIND == FSGD_OPT_ADAM) || (KIND == FSGD_OPT_RMSPROP && MOM);          \
         const int U2 = (KIND == FSGD_OPT_ADAM && AMS) || (KIND == FSGD_OPT_RMSPROP && CENT);  \
-        int bad = 0;                                                                          \
-        if (!write) {                                                                         \
-            for (int64_t i = lo; i < hi; i++) {                                               \
-                UPD_ELEM(KIND, MOM, NEST, AMS, CENT)                                          \
-            }                                                                                 \
-            return bad;                                                                       \
+        if (l2only) {                                                                         \
+            UPD_LOOPS(KIND, MOM, NEST, AMS, CENT, 1)                                          \
         }                                                                                     \
-        for (int64_t i = lo; i < hi; i++) {                                                   \
-            UPD_ELEM(KIND, MOM, NEST, AMS, CENT)                                              \
-            p[i] = FN(pick)(ok, np, p0);                                                      \
-            if (U0) s0[i] = FN(pick)(ok, n0, s0[i]);                                          \
-            if (U1) s1[i] = FN(pick)(ok, n1, s1[i]);                                          \
-            if (U2) s2[i] = FN(pick)(ok, n2, s2[i]);                                          \
-        }                                                                                     \
-        return bad;                                                                           \
+        UPD_LOOPS(KIND, MOM, NEST, AMS, CENT, 0)                                              \
     }
 
 UPD_FN(upd_sgd, FSGD_OPT_SGD, 0, 0, 0, 0)
@@ -145,15 +141,16 @@ UPD_FN(upd_rms_mom_cent, FSGD_OPT_RMSPROP, 1, 0, 0, 1)
 UPD_FN(upd_adam, FSGD_OPT_ADAM, 0, 0, 0, 0)
 UPD_FN(upd_adam_ams, FSGD_OPT_ADAM, 0, 0, 1, 0)
 #undef UPD_FN
+#undef UPD_LOOPS
 #undef UPD_ELEM
 
 /* Plain SGD on a segment without penalties: p -= lr * g in one stream. */
 FSGD_CLONES_OPT static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN(penalty) pen,
-                                         int write, int64_t lo, int64_t hi,
-                                         const T *restrict g, T *restrict p, T *restrict s0,
-                                         T *restrict s1, T *restrict s2)
+                                             int l2only, int write, int64_t lo, int64_t hi,
+                                             const T *restrict g, T *restrict p,
+                                             T *restrict s0, T *restrict s1, T *restrict s2)
 {
-    (void)pen; (void)s0; (void)s1; (void)s2;
+    (void)pen; (void)l2only; (void)s0; (void)s1; (void)s2;
     const T lr = u.lr;
     int bad = 0;
     if (!write) {
@@ -163,19 +160,13 @@ FSGD_CLONES_OPT static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN
         }
         return bad;
     }
-    for (int64_t i = lo; i < hi; i++) {
-        const T p0 = p[i];
-        const T np = p0 - lr * g[i];
-        const int ok = FSGD_FINITE(np);
-        bad |= !ok;
-        p[i] = FN(pick)(ok, np, p0);
-    }
-    return bad;
+    for (int64_t i = lo; i < hi; i++) p[i] = p[i] - lr * g[i];
+    return 0;
 }
 #undef FSGD_FINITE
 
-typedef int (*FN(upd_fn))(const FN(rule_settings), const FN(penalty), int, int64_t, int64_t,
-                          const T *restrict, T *restrict, T *restrict, T *restrict,
+typedef int (*FN(upd_fn))(const FN(rule_settings), const FN(penalty), int, int, int64_t,
+                          int64_t, const T *restrict, T *restrict, T *restrict, T *restrict,
                           T *restrict);
 
 /* Run one pass over the part [lo, hi) of the flat range. */
@@ -196,8 +187,9 @@ static int FN(update_range)(FN(upd_fn) fn, int plain_sgd, const FN(rule_settings
         pen.l1 = (T)seg->l1;
         pen.l2x2 = (T)(2.0 * seg->l2);
         pen.wd_lr = seg->decay ? (T)(o->weight_decay * o->lr) : (T)0;
+        const int l2only = pen.l1 == (T)0 && pen.wd_lr == (T)0;
         const int plain = plain_sgd && seg->l1 == 0.0 && seg->l2 == 0.0 && pen.wd_lr == (T)0;
-        bad |= (plain ? FN(upd_sgd_plain) : fn)(*u, pen, write, a, b, g, p, s0, s1, s2);
+        bad |= (plain ? FN(upd_sgd_plain) : fn)(*u, pen, l2only, write, a, b, g, p, s0, s1, s2);
     }
     return bad;
 }
@@ -272,8 +264,8 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
 }
 
 /* The team body: the check pass over each thread's part of the flat range, a
- * barrier, then the write pass unless any part refused. team->refused and
- * team->kept say how it went (read them after the closing barrier). */
+ * barrier, then the write pass over the same part unless any part refused.
+ * team->refused says how it went (read it after the closing barrier). */
 static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
                             const fsgd_update_plan *plan, fsgd_team *team)
 {
@@ -292,9 +284,8 @@ static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-    if (!fsgd_team_get(&team->refused) &&
-        FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo, hi))
-        FSGD_TEAM_SET(team->kept, 1);
+    if (!fsgd_team_get(&team->refused))
+        FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo, hi);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -311,7 +302,7 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *pla
     (void)nt;
     FSGD_REGION(nt)
     FN(update_team)(&pr, o, plan, &team);
-    return (team.refused || team.kept) ? FSGD_ERR_NONFINITE : FSGD_OK;
+    return team.refused ? FSGD_ERR_NONFINITE : FSGD_OK;
 }
 
 #undef FN

@@ -129,6 +129,53 @@ def test_step_bits_do_not_depend_on_where_an_element_lies(hyper, dtype, rng):
             np.testing.assert_array_equal(a, b)
 
 
+def _full_penalty_step(hyper, p, g, s, dtype):
+    """The step as the C kernel's general formulas compute it, one rounding per operation:
+    g += 2 l2 p + l1 sign(p); p -= wd_lr p; then the rule."""
+    T = np.dtype(dtype).type
+    sgn = (p > 0).astype(dtype) - (p < 0).astype(dtype)
+    g = g + (T(2.0 * hyper.get("l2", 0.0)) * p + T(hyper.get("l1", 0.0)) * sgn)
+    p = p - p * T(0.0)
+    lr = T(hyper["lr"])
+    if hyper["kind"] == "sgd":
+        mu = T(hyper["momentum"])
+        v = mu * s[0] - lr * g
+        return p + (mu * v - lr * g), [v]
+    b1, b2, t = hyper["beta_1"], hyper["beta_2"], hyper["step"]
+    m = s[0] + (g - s[0]) * T(1.0 - b1)
+    v = s[1] + (g * g - s[1]) * T(1.0 - b2)
+    c1 = T(hyper["lr"] * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
+    return p - c1 * m / (np.sqrt(v) + T(hyper["epsilon"])), [m, v]
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+@pytest.mark.parametrize("hyper", [
+    dict(kind="sgd", lr=0.01, momentum=0.9, nesterov=True),
+    dict(kind="adam", lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)], ids=["nesterov", "adam"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_without_l1_or_decay_is_the_full_formulas_bit_for_bit(hyper, l2, dtype, rng):
+    """Without l1 and weight decay the kernel skips those terms; the bits stay those of the
+    full formulas, signed zeros included (a parameter of -0 with a gradient of -0)."""
+    from fastsgd import kernels
+    n = 203
+    p = rng.standard_normal(n).astype(dtype)
+    g = (rng.standard_normal(n) * 0.3).astype(dtype)
+    p[:4] = [0.0, -0.0, 0.0, -0.0]
+    g[:4] = [0.0, 0.0, -0.0, -0.0]
+    p[4:6], g[4:6] = -1e-30, -0.0
+    states = [(np.abs(rng.standard_normal(n)) * 0.1).astype(dtype)
+              for _ in range(1 if hyper["kind"] == "sgd" else 2)]
+    for s in states:
+        s[:6] = 0.0                   # so that the signs of those zeros reach the results
+    for step in (1, 2, 3):
+        h = dict(hyper, step=step, l2=l2)
+        want_p, want_s = _full_penalty_step(h, p, g, states, dtype)
+        assert kernels.update(h, p, g, states)
+        bits = np.dtype(f"u{np.dtype(dtype).itemsize}")
+        for got, want in zip([p] + states, [want_p] + want_s):
+            np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
 def test_step_that_would_overflow_leaves_parameters_untouched():
     p = np.array([1.0, 2.0, 3e38], np.float32)
     g = np.array([1.0, 1.0, -1e38], np.float32)
