@@ -65,7 +65,7 @@ class Inputs:
     """X as the compiled network will read it (see the module documentation)."""
 
     def __init__(self, mode, data, n_rows, n_features, *, kind=None, csr=None, scale=1.0,
-                 offset=0.0, converted_from=None):
+                 offset=0.0, converted_from=None, row_nnz=None):
         self.mode = mode
         self.data = data            # the array or object rows are read from
         self.n_rows = n_rows
@@ -75,6 +75,7 @@ class Inputs:
         self.scale = scale
         self.offset = offset
         self.converted_from = converted_from  # "csr" made from a dense array: its mode
+        self.row_nnz = row_nnz      # "direct": the nonzeros of each row, when counted
 
     @property
     def shape(self):
@@ -96,11 +97,28 @@ class Inputs:
             return Inputs("csr", None, b - a, self.n_features, csr=part, scale=self.scale,
                           offset=self.offset, converted_from=self.converted_from)
         return Inputs(self.mode, self.data[a:b], b - a, self.n_features, kind=self.kind,
-                      scale=self.scale, offset=self.offset)
+                      scale=self.scale, offset=self.offset,
+                      row_nnz=None if self.row_nnz is None else self.row_nnz[a:b])
 
 
 def _is_sparse(X):
     return hasattr(X, "tocsr") and hasattr(X, "nnz") and type(X).__module__.startswith("scipy")
+
+
+def _check_finite_counting(name, X):
+    """The nonzeros of each row of the float array X read in place (int64), counted by the
+    compiled pass that :func:`dense_as_csr` starts with, which also finds the first row
+    holding NaN or infinity (ValueError naming it); None, after the chunked NumPy check,
+    when the counts would take more than a quarter of X's bytes."""
+    if X.shape[1] * X.itemsize < 32:
+        _check_finite_chunked(name, X)
+        return None
+    from . import _ops
+    counts = np.empty(X.shape[0], np.int64)
+    bad = _ops.dense_csr_count(X, counts, X.dtype)
+    if bad >= 0:
+        raise ValueError(f"{name} contains NaN or infinite values (row {bad})")
+    return counts
 
 
 def _check_finite_chunked(name, X, row0=0):
@@ -222,8 +240,8 @@ def prepare(name, X, dtype, n_features=None, *, scale=1.0, offset=0.0):
     native = X.dtype.newbyteorder("=")
     if (X.dtype == dtype and X.flags.c_contiguous and X.flags.aligned and scale == 1.0
             and offset == 0.0):
-        _check_finite_chunked(name, X)
-        return Inputs("direct", X, X.shape[0], X.shape[1])
+        return Inputs("direct", X, X.shape[0], X.shape[1],
+                      row_nnz=_check_finite_counting(name, X))
     if X.dtype.isnative and native in _KINDS and X.flags.aligned and X.strides[1] == X.itemsize \
             and X.strides[0] >= X.shape[1] * X.itemsize and X.strides[0] % X.itemsize == 0:
         return Inputs("convert", X, X.shape[0], X.shape[1], kind=_KINDS[native], scale=scale,
@@ -272,7 +290,8 @@ def dense_as_csr(name, inputs, dtype, sparse_input="auto", *, first_layer="dense
     converts when at most :data:`SPARSE_INPUT_MAX_DENSITY` of the values are nonzero and
     the CSR arrays (indptr, indices, values) take no more bytes than the array itself.
     "auto" first counts the nonzeros of :data:`DENSITY_SAMPLE_ROWS` evenly spaced rows and
-    stops when they are clearly too many; it never allocates more than the array's size.
+    stops when they are clearly too many (unless :func:`prepare` has counted every row while
+    checking for NaN); it never allocates more than the array's size.
 
     Raises ValueError naming the first row that holds NaN or infinity when it converts.
     """
@@ -289,21 +308,26 @@ def dense_as_csr(name, inputs, dtype, sparse_input="auto", *, first_layer="dense
     if cols > np.iinfo(np.int32).max:
         return inputs
     auto = sparse_input == "auto"
+    counted = inputs.row_nnz if inputs.mode == "direct" else None
     max_nnz = None
     if auto:
         room = X.nbytes - 8 * (n + 1)   # bytes left beside indptr for indices and values
         if room <= 0:
             return inputs
         max_nnz = min(SPARSE_INPUT_MAX_DENSITY * n * cols, room / (4 + dtype.itemsize))
-        if n > 2 * DENSITY_SAMPLE_ROWS:
+        if n > 2 * DENSITY_SAMPLE_ROWS and counted is None:
             rows = np.linspace(0, n - 1, DENSITY_SAMPLE_ROWS).astype(np.int64)
             counts = np.empty(rows.shape[0], np.int64)
             _ops.dense_csr_count(X, counts, dtype, inputs.scale, rows)
             if int(counts.sum()) * (n / rows.shape[0]) > 1.25 * max_nnz:
                 return inputs
     indptr = np.zeros(n + 1, np.int64)
-    bad = _ops.dense_csr_count(X, indptr[1:], dtype, inputs.scale)
-    np.cumsum(indptr[1:], out=indptr[1:])
+    if counted is not None:     # counted (and checked) by prepare: X is in dtype, unscaled
+        bad = -1
+        np.cumsum(counted, out=indptr[1:])
+    else:
+        bad = _ops.dense_csr_count(X, indptr[1:], dtype, inputs.scale)
+        np.cumsum(indptr[1:], out=indptr[1:])
     nnz = int(indptr[n])
     if auto and nnz > max_nnz:
         return inputs   # the dense path reads it (and reports a bad value where it does)

@@ -272,23 +272,43 @@ def test_auto_follows_the_density(n, rng):
 
 
 def test_dense_data_is_judged_from_a_sample_of_rows(monkeypatch, rng):
-    """Data that is clearly too dense costs a count of DENSITY_SAMPLE_ROWS rows only."""
+    """Data converted per batch (here uint8) that is clearly too dense costs a count of
+    DENSITY_SAMPLE_ROWS rows only. Floats read in place are counted whole once, by the
+    pass that checks them for NaN, and that count serves the conversion too."""
     from fastsgd import _ops
     calls = []
     original = _ops.dense_csr_count
 
     def spy(x, counts, dtype, scale=1.0, rows=None):
-        calls.append(None if rows is None else rows.shape[0])
+        calls.append((x.dtype.name, None if rows is None else rows.shape[0]))
         return original(x, counts, dtype, scale, rows)
 
     monkeypatch.setattr(_ops, "dense_csr_count", spy)
     X, y = sparse_data(rng, n=5000, d=20, density=0.9)
-    assert fit(X, y, epochs=1)[1] == "direct"
-    assert calls == [_inputs.DENSITY_SAMPLE_ROWS]
+    X8 = (X != 0).astype(np.uint8)
+    assert fit(X8, y, epochs=1)[1] == "convert"
+    assert calls == [("uint8", _inputs.DENSITY_SAMPLE_ROWS)]
     calls.clear()
     X, y = sparse_data(rng, n=5000, d=20, density=0.05)
-    assert fit(X, y, epochs=1)[1] == "dense->csr"
-    assert calls == [_inputs.DENSITY_SAMPLE_ROWS, None]   # the sample, then every row
+    X8 = (X != 0).astype(np.uint8)
+    assert fit(X8, y, epochs=1)[1] == "dense->csr"
+    assert calls == [("uint8", _inputs.DENSITY_SAMPLE_ROWS), ("uint8", None)]
+    for density, mode in [(0.9, "direct"), (0.05, "dense->csr")]:
+        calls.clear()
+        X, y = sparse_data(rng, n=5000, d=20, density=density)
+        assert fit(X, y, epochs=1)[1] == mode
+        assert calls == [("float32", None)]                # one pass: NaN check and count
+
+
+def test_a_validation_split_converts_the_counted_training_rows(rng):
+    """The rows held out by validation_split leave the per-row counts of the rest in step:
+    the same weights as the training rows given as scipy CSR beside explicit validation
+    data."""
+    X, y = sparse_data(rng, n=400)
+    got, mode = fit(X, y, validation_split=0.25)
+    want, want_mode = fit(sp.csr_matrix(X[:300]), y[:300], validation_data=(X[300:], y[300:]))
+    assert (mode, want_mode) == ("dense->csr", "csr")
+    assert same(got, want)
 
 
 def test_auto_converts_up_to_the_threshold_exactly(monkeypatch):
