@@ -525,20 +525,26 @@ static void FN(train_team)(const fsgd_net *net, const fsgd_opt *opt,
     if (!(team->loss - team->loss == 0.0)) return; /* the same answer in every thread */
     FN(net_backward_team)(net, rows, X, ldx, x_rows, team);
     if (fsgd_team_get(&team->status) || !opt) return;
-    /* batch normalization's moving statistics move with a successful step only */
+    /* batch normalization's moving statistics move with a successful step only (a
+       network without it skips these single sections and their barriers) */
+    int bn = 0;
+    for (int l = 0; l < net->n_layers; l++) bn |= net->layers[l].kind == FSGD_LAYER_BATCH_NORM;
+    if (bn) {
 #ifdef _OPENMP
 #pragma omp single
 #endif
-    for (int l = 0; l < net->n_layers; l++)
-        if (net->layers[l].kind == FSGD_LAYER_BATCH_NORM &&
-            FN(bn_moving)(&net->layers[l], (T *)net->state, 0)) {
-            FSGD_TEAM_SET(team->status, FSGD_ERR_NONFINITE);
-            break;
-        }
-    if (fsgd_team_get(&team->status)) return;
+        for (int l = 0; l < net->n_layers; l++)
+            if (net->layers[l].kind == FSGD_LAYER_BATCH_NORM &&
+                FN(bn_moving)(&net->layers[l], (T *)net->state, 0)) {
+                FSGD_TEAM_SET(team->status, FSGD_ERR_NONFINITE);
+                break;
+            }
+        if (fsgd_team_get(&team->status)) return;
+    }
     FN(update_team)(prep, opt, plan, team);
-    if (fsgd_team_get(&team->refused)) return;
+    if (!bn || fsgd_team_get(&team->refused)) return;
 #ifdef _OPENMP
+#pragma omp barrier
 #pragma omp single
 #endif
     for (int l = 0; l < net->n_layers; l++)

@@ -265,7 +265,8 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
 
 /* The team body: the check pass over each thread's part of the flat range, a
  * barrier, then the write pass over the same part unless any part refused.
- * team->refused says how it went (read it after the closing barrier). */
+ * team->refused says how it went. No barrier after the write pass: the
+ * region's end (or the caller's barrier) waits for it. */
 static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
                             const fsgd_update_plan *plan, fsgd_team *team)
 {
@@ -286,9 +287,6 @@ static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
 #endif
     if (!fsgd_team_get(&team->refused))
         FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo, hi);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
 }
 
 int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *plan)
