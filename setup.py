@@ -132,8 +132,9 @@ class BuildExt(build_ext):
 # The C core is linked into fastsgd._core only; the other compiled modules
 # cimport its entry points, so its process-wide state exists once.
 csrc = ["csrc/runtime.c", "csrc/gemm.c", "csrc/ops.c", "csrc/dense_csr.c"]
-headers = ["csrc/fsgd.h", "csrc/fsgd_internal.h", "csrc/gemm_ukr.h", "csrc/gemm_tmpl.h",
-           "csrc/act_tmpl.h", "csrc/cost_tmpl.h", "csrc/optim_tmpl.h", "csrc/net_tmpl.h"]
+# every header: a change to any of them rebuilds the modules that include them
+_here = os.path.dirname(os.path.abspath(__file__))
+headers = sorted(f"csrc/{f}" for f in os.listdir(os.path.join(_here, "csrc")) if f.endswith(".h"))
 
 
 def _extension(name, sources=()):
