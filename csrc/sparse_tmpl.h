@@ -63,9 +63,11 @@
  * backward's sort) starts by fetching the indices and values of its first
  * FSGD_SP_LEAD rows; then, while row r is summed, those of row
  * r + FSGD_SP_AHEAD and the indptr entry of row r + 2 FSGD_SP_AHEAD are
- * fetched. Only rows inside [0, X->n_rows) are looked up. */
-#define FSGD_SP_LEAD 64
-#define FSGD_SP_AHEAD 2
+ * fetched, into L2 (rows that far ahead would crowd L1). Only rows inside
+ * [0, X->n_rows) are looked up. On MNIST rows (about 150 nonzeros) 8 rows
+ * ahead made the 64-unit forward about 10% faster than 2 rows into L1. */
+#define FSGD_SP_LEAD 16
+#define FSGD_SP_AHEAD 8
 
 /* the nonzeros [*k0, *k1) of batch row r; returns 0 for a row index outside
    [0, X->n_rows) (which has none) */
@@ -99,12 +101,12 @@ static inline void fsgd_sp_prefetch_data(const fsgd_csr *X, const int64_t *x_row
     const int64_t n = k1 - k0;
     const char *pi = (const char *)(X->indices + k0);
     for (int64_t o = 0; o < n * (int64_t)sizeof(int32_t); o += 64) {
-        __builtin_prefetch(pi + o);
+        __builtin_prefetch(pi + o, 0, 1);
         __asm__ volatile("");
     }
     const char *pv = (const char *)X->data + k0 * tsize;
     for (int64_t o = 0; o < n * tsize; o += 64) {
-        __builtin_prefetch(pv + o);
+        __builtin_prefetch(pv + o, 0, 1);
         __asm__ volatile("");
     }
 }
