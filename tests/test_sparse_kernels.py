@@ -203,3 +203,63 @@ def test_c_kernels_refuse_indices_out_of_range(simd, dtype, bad, rng):
         (st_f, _), (st_b, _, _) = _run(dtype, threads, (indptr, indices, data), x_rows, W.shape[0],
                                        W, b, D)
         assert st_f == 2 and st_b == 2   # FSGD_ERR_ARG
+
+
+def _unsorted_copy(X, rng):
+    """The same CSR matrix with each row's nonzeros in a random order."""
+    indptr, indices, data = X
+    indices, data = indices.copy(), data.copy()
+    for i in range(len(indptr) - 1):
+        a, e = indptr[i], indptr[i + 1]
+        o = rng.permutation(e - a)
+        indices[a:e], data[a:e] = indices[a:e][o], data[a:e][o]
+    return indptr, indices, data
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_out", [1, 7, 37, 64, 200], ids=lambda n: f"{n} units")
+def test_tiled_and_sorted_backward_give_the_same_bits(simd, dtype, n_out, rng):
+    """A narrow layer's backward walks rows in ascending column order in tiles; rows in any
+    other order make it give way to the sorted method (wide layers always sort). Both sum
+    each element of dW over the batch rows in order: the same bits, for any team."""
+    Xd, X, x_rows, W, b, D = _problem(rng, dtype, n=300, n_in=700, n_out=n_out, rows=260,
+                                      shuffle_indices=False)
+    Xu = _unsorted_copy(X, rng)
+    want = Xd[x_rows].T @ D.astype(np.float64)
+    first = None
+    for threads in (1, 2, 3):
+        for matrix in (X, Xu):
+            (_, _), (st_b, dW, db) = _run(dtype, threads, matrix, x_rows, 700, W, b, D)
+            assert st_b == 0
+            np.testing.assert_allclose(dW, want, **tol(dtype, 100))
+            if first is None:
+                first = dW
+            np.testing.assert_array_equal(dW, first)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_bad_column_stops_its_row_in_either_method(simd, dtype, where, rng):
+    """A column index out of range in a row sorted otherwise: the row's nonzeros from it on
+    are left out (FSGD_ERR_ARG), exactly as if the row ended there."""
+    Xd, (indptr, indices, data), x_rows, W, b, D = _problem(rng, dtype, n=80, n_in=300,
+                                                            n_out=24, rows=70,
+                                                            shuffle_indices=False)
+    r = int(x_rows[11])
+    a, e = int(indptr[r]), int(indptr[r + 1])
+    assert e - a >= 4
+    k = {"first": a, "middle": (a + e) // 2, "last": e - 1}[where]
+    bad = indices.copy()
+    bad[k] = 300
+    # the same batch with row r cut before k (a copy of row r appended, as row 80)
+    cut_ptr = np.append(indptr, indptr[-1] + (k - a))
+    cut_idx = np.concatenate([indices, indices[a:k]])
+    cut_dat = np.concatenate([data, data[a:k]])
+    cut_rows = np.where(x_rows == r, 80, x_rows)
+    for threads in (1, 2, 3):
+        (_, _), (st, dW, db) = _run(dtype, threads, (indptr, bad, data), x_rows, 300, W, b, D)
+        (_, _), (st_cut, want, want_db) = _run(dtype, threads, (cut_ptr, cut_idx, cut_dat),
+                                               cut_rows, 300, W, b, D)
+        assert st == 2 and st_cut == 0
+        np.testing.assert_array_equal(dW, want)
+        np.testing.assert_array_equal(db, want_db)
