@@ -8,6 +8,7 @@
 #include "fsgd.h"
 #include "fsgd_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #ifdef _OPENMP

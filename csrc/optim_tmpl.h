@@ -14,6 +14,7 @@
 /* The rule's settings for this step, converted to T once per call. */
 typedef struct {
     T lr, mu, rho, eps, b1c, b2c, c1;
+    T lim_num, lim_p; /* Adam's screen (see step_elem) */
 } FN(rule_settings);
 
 /* A segment's penalties: gradient += l2x2 * p + l1 * sign(p); p -= wd_lr * p. */
@@ -27,11 +28,19 @@ typedef struct {
  * the penalty takes the two operations that give the same bits as the full
  * formulas then (p + 0 is p but for -0, which the full formulas turn into
  * +0 too; l2x2 * (p + 0) is l2x2 * p + l1 * sign(p) with l1 = 0).
- * Returns the new parameter and writes the new state to *n0..*n2. */
+ * Returns the new parameter and writes the new state to *n0..*n2.
+ *
+ * screen (Adam with epsilon > 0, check pass only): instead of the new
+ * parameter, 0 when it is sure to be finite without the root and the
+ * division, else infinity. The step's numerator c1 m (the same operation as
+ * below) is at most lim_num = min(epsilon H, H) in size and the parameter at
+ * most lim_p = H, with H a quarter of the largest finite T: the denominator
+ * sqrt(v) + epsilon is at least epsilon, so the step is at most about H and
+ * the new parameter about 2 H, with roundings to spare. */
 static inline __attribute__((always_inline)) T FN(step_elem)(
     const int kind, const int mom, const int nest, const int ams, const int cent,
-    const int l2only, const FN(rule_settings) *u, const FN(penalty) *pen, T p, T g, T s0, T s1,
-    T s2, T *n0, T *n1, T *n2)
+    const int l2only, const int screen, const FN(rule_settings) *u, const FN(penalty) *pen, T p,
+    T g, T s0, T s1, T s2, T *n0, T *n1, T *n2)
 {
     *n0 = s0;
     *n1 = s1;
@@ -81,6 +90,10 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
         v = s2 > v ? s2 : v;
         *n2 = v;
     }
+    if (screen) {
+        const T num = u->c1 * m;
+        return (FABST(num) <= u->lim_num && FABST(p) <= u->lim_p) ? (T)0 : (T)INFINITY;
+    }
     return p - u->c1 * m / (SQRTT(v) + u->eps);
 }
 
@@ -89,26 +102,34 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
 /* One function per rule variant over elements [lo, hi) of one segment (l2only:
  * see step_elem; the caller passes it as a constant, and each rule's function
  * holds both loops).
- * write == 0: compute only, return 1 if any new value is not finite.
+ * write == 0: compute only, return 1 if any new value is not finite (Adam
+ * with epsilon > 0 first screens the range, see step_elem, and computes the
+ * new parameters only when the screen cannot vouch for all of them).
  * write == 1: store every new value (the check pass has seen them all
  * finite: the same operations on the same inputs); returns 0. */
-#define UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                          \
+#define UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY, SCREEN)                                  \
     T n0, n1, n2;                                                                             \
-    const T np = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, L2ONLY, &u, &pen, p[i], g[i],      \
-                               U0 ? s0[i] : (T)0, U1 ? s1[i] : (T)0, U2 ? s2[i] : (T)0,       \
-                               &n0, &n1, &n2);
-#define UPD_LOOPS(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                         \
-    if (!write) {                                                                             \
+    const T np = FN(step_elem)(KIND, MOM, NEST, AMS, CENT, L2ONLY, SCREEN, &u, &pen, p[i],    \
+                               g[i], U0 ? s0[i] : (T)0, U1 ? s1[i] : (T)0,                    \
+                               U2 ? s2[i] : (T)0, &n0, &n1, &n2);
+#define UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, SCREEN)                                 \
+    {                                                                                         \
         int bad = 0;                                                                          \
         for (int64_t i = lo; i < hi; i++) {                                                   \
-            UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                      \
+            UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY, SCREEN)                              \
             bad |= !(FSGD_FINITE(np) & (!U0 | FSGD_FINITE(n0)) & (!U1 | FSGD_FINITE(n1)) &    \
                      (!U2 | FSGD_FINITE(n2)));                                                \
         }                                                                                     \
-        return bad;                                                                           \
+        if (!(SCREEN) || !bad) return bad;                                                    \
+    }
+#define UPD_LOOPS(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                         \
+    if (!write) {                                                                             \
+        if ((KIND) == FSGD_OPT_ADAM && u.eps > (T)0)                                          \
+            UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, (KIND) == FSGD_OPT_ADAM)            \
+        UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, 0)                                      \
     }                                                                                         \
     for (int64_t i = lo; i < hi; i++) {                                                       \
-        UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                          \
+        UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY, 0)                                       \
         p[i] = np;                                                                            \
         if (U0) s0[i] = n0;                                                                   \
         if (U1) s1[i] = n1;                                                                   \
@@ -141,6 +162,7 @@ UPD_FN(upd_rms_mom_cent, FSGD_OPT_RMSPROP, 1, 0, 0, 1)
 UPD_FN(upd_adam, FSGD_OPT_ADAM, 0, 0, 0, 0)
 UPD_FN(upd_adam_ams, FSGD_OPT_ADAM, 0, 0, 1, 0)
 #undef UPD_FN
+#undef UPD_CHECK
 #undef UPD_LOOPS
 #undef UPD_ELEM
 
@@ -227,6 +249,10 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
     if (o->kind == FSGD_OPT_ADAM) {
         const double t = (double)(o->step < 1 ? 1 : o->step);
         u.c1 = (T)(o->lr * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));
+        const double h = (sizeof(T) == sizeof(float) ? (double)FLT_MAX : DBL_MAX) / 4;
+        const double e = (double)u.eps;
+        u.lim_p = (T)h;
+        u.lim_num = (T)(e < 1.0 ? e * h : h); /* epsilon as T: the one the step adds */
     }
     const int mom = o->momentum > 0.0;
     FN(upd_fn) fn;

@@ -325,3 +325,30 @@ def test_find_lr_picks_a_rate_that_trains_the_intermediate_net(mnist_dir):
     tr = Trainer(m, "cross_entropy", SGD(r.suggestion), batch_size=128, seed=42)
     tr.fit(X, y, epochs=20, verbose=0)
     assert tr.evaluate(Xt, yt)["accuracy"] >= 0.97, r
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_check_without_the_division_refuses_and_takes_what_the_formulas_say(dtype):
+    """Adam's check pass first bounds each step by its numerator over epsilon; where the bound
+    cannot vouch for a step the exact formulas decide: a step that overflows through the
+    division is refused with nothing written, and a large one that stays finite is taken,
+    bit for bit as the formulas give it."""
+    from fastsgd import kernels
+    big = np.finfo(dtype).max
+    h = dict(kind="adam", lr=1.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8, step=1)
+    # element 1: m = 0.9 * big / 4 over a zero second moment: the step overflows
+    p = np.array([1.0, 2.0, 3.0], dtype)
+    g = np.array([0.1, 0.0, 0.2], dtype)
+    states = [np.array([0.0, big / 4, 0.0], dtype), np.zeros(3, dtype)]
+    before = [p.copy()] + [s.copy() for s in states]
+    assert not kernels.update(h, p, g, states)
+    for a, b in zip([p] + states, before):
+        np.testing.assert_array_equal(a, b)
+    # the same numerator over a second moment of big / 8: a step of about sqrt(big) * 30
+    states[1][1] = big / 8
+    want_p, want_s = _full_penalty_step(h, p, g, states, dtype)
+    assert np.isfinite(want_p).all() and abs(want_p[1]) > 1e3
+    assert kernels.update(h, p, g, states)
+    bits = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    for got, want in zip([p] + states, [want_p] + want_s):
+        np.testing.assert_array_equal(got.view(bits), want.view(bits))
