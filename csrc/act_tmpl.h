@@ -94,9 +94,7 @@ static void FN(act_forward_team)(int act, T slope, int64_t rows, int64_t cols, T
 void FN(fsgd_act_forward)(int nthreads, int act, T slope, int64_t rows, int64_t cols, T *Z)
 {
     const int nt = FN(nt_for)(nthreads, rows * cols);
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(act_forward_team)(act, slope, rows, cols, Z);
+    FSGD_RUN(nt, FN(act_forward_team)(act, slope, rows, cols, Z));
 }
 
 static void FN(act_backward_team)(int act, T slope, int64_t rows, int64_t cols, const T *A,
@@ -112,9 +110,7 @@ void FN(fsgd_act_backward)(int nthreads, int act, T slope, int64_t rows, int64_t
                            const T *A, T *D)
 {
     const int nt = FN(nt_for)(nthreads, rows * cols);
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(act_backward_team)(act, slope, rows, cols, A, D);
+    FSGD_RUN(nt, FN(act_backward_team)(act, slope, rows, cols, A, D));
 }
 
 /* each column is summed by one thread, rows in order; threads split columns */
@@ -140,9 +136,7 @@ void FN(fsgd_col_sums)(int nthreads, int64_t rows, int64_t cols, const T *D, T *
     const int64_t nblk = (cols + FSGD_COLSUM_BLOCK - 1) / FSGD_COLSUM_BLOCK;
     int nt = FN(nt_for)(nthreads, rows * cols);
     if (nt > nblk) nt = (int)nblk;
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(col_sums_team)(rows, cols, D, db);
+    FSGD_RUN(nt, FN(col_sums_team)(rows, cols, D, db));
 }
 #undef FSGD_COLSUM_BLOCK
 

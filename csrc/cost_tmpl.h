@@ -230,10 +230,8 @@ int FN(fsgd_output_cost)(int nthreads, int cost, double cost_param, int act, T s
     if (!scratch) return FSGD_ERR_ALLOC;
     fsgd_team team;
     memset(&team, 0, sizeof team);
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(output_cost_team)(cost, cost_param, act, slope, rows, cols, Z, y_int, y, y_rows,
-                         scale_rows, sample_w, D, scratch, &team);
+    FSGD_RUN(nt, FN(output_cost_team)(cost, cost_param, act, slope, rows, cols, Z, y_int, y,
+                                      y_rows, scale_rows, sample_w, D, scratch, &team));
     *loss = team.loss;
     *correct = team.correct;
     return FSGD_OK;

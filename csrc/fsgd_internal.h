@@ -153,12 +153,30 @@ FSGD_EPI_DECL(double, f64)
 #undef FSGD_EPI_DECL
 
 /* a worksharing loop of the team, and a region of nt threads (one: inactive) */
+/* FSGD_RUN(nt, call): the team body `call` run by a team of nt threads (a variable
+ * named nt at the call site): in a parallel region when nt > 1; else on the calling
+ * thread outside any region, where its worksharing loops and barriers are plain code
+ * (libgomp makes a system call at every barrier of a region's team of one: about ten
+ * per training step). Called from inside an active region (a C caller's own), a team
+ * of one still gets an inactive region of its own, so that the body's loops bind to
+ * it and not to the caller's team. */
 #ifdef _OPENMP
 #define FSGD_OMP_FOR _Pragma("omp for schedule(static)")
-#define FSGD_REGION(nt) _Pragma("omp parallel num_threads(nt) if (nt > 1)")
+#define FSGD_RUN(nt, ...)                                                                     \
+    do {                                                                                      \
+        if ((nt) > 1 || omp_in_parallel()) {                                                  \
+            _Pragma("omp parallel num_threads(nt) if (nt > 1)") { __VA_ARGS__; }              \
+        } else {                                                                              \
+            __VA_ARGS__;                                                                      \
+        }                                                                                     \
+    } while (0)
 #else
 #define FSGD_OMP_FOR
-#define FSGD_REGION(nt)
+#define FSGD_RUN(nt, ...)                                                                     \
+    do {                                                                                      \
+        (void)(nt);                                                                           \
+        __VA_ARGS__;                                                                          \
+    } while (0)
 #endif
 
 #ifdef _OPENMP

@@ -22,7 +22,8 @@
             if (m == W) {                                                                     \
                 for (int i = 0; i < W; i++) d[i] = src[i];                                    \
             } else {                                                                          \
-                for (int i = 0; i < W; i++) d[i] = i < m ? src[i] : (T)0;                     \
+                memcpy(d, src, (size_t)m * sizeof(T));                                        \
+                memset(d + m, 0, (size_t)(W - m) * sizeof(T));                                \
             }                                                                                 \
         }                                                                                     \
     }
@@ -36,7 +37,8 @@
             if (n == W) {                                                                     \
                 for (int j = 0; j < W; j++) d[j] = src[j];                                    \
             } else {                                                                          \
-                for (int j = 0; j < W; j++) d[j] = j < n ? src[j] : (T)0;                     \
+                memcpy(d, src, (size_t)n * sizeof(T));                                        \
+                memset(d + n, 0, (size_t)(W - n) * sizeof(T));                                \
             }                                                                                 \
         }                                                                                     \
     }
@@ -351,15 +353,8 @@ int FN(fsgd_gemm)(int nthreads, int trans_a, int trans_b, int64_t M, int64_t N, 
     void *ws = fsgd_workspace(FN(fsgd_gemm_scratch)(trans_a, a_rows, M, N, K));
     if (!ws) return FSGD_ERR_ALLOC;
     const int nt = fsgd_gemm_threads(nthreads, M, N, K);
-    (void)nt;
-#ifdef _OPENMP
-    /* with nt == 1 this is an inactive region: the worksharing loops in the
-       body then bind to a team of one, also when called from inside another
-       parallel region */
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    FN(fsgd_gemm_team)(trans_a, trans_b, M, N, K, alpha, A, lda, a_rows, B, ldb, beta, C, ldc,
-                       NULL, ws);
+    FSGD_RUN(nt, FN(fsgd_gemm_team)(trans_a, trans_b, M, N, K, alpha, A, lda, a_rows, B, ldb,
+                                    beta, C, ldc, NULL, ws));
     return FSGD_OK;
 }
 

@@ -51,9 +51,8 @@ int FN(fsgd_dense_forward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_o
     void *scratch = fsgd_workspace(FN(fsgd_gemm_scratch)(0, x_rows, rows, n_out, n_in));
     if (!scratch) return FSGD_ERR_ALLOC;
     const int nt = fsgd_gemm_threads(nthreads, rows, n_out, n_in);
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(dense_forward_team)(rows, n_in, n_out, X, ldx, x_rows, W, b, act, slope, Z, scratch);
+    FSGD_RUN(nt, FN(dense_forward_team)(rows, n_in, n_out, X, ldx, x_rows, W, b, act, slope, Z,
+                                        scratch));
     return FSGD_OK;
 }
 
@@ -68,10 +67,8 @@ int FN(fsgd_dense_backward)(int nthreads, int64_t rows, int64_t n_in, int64_t n_
     void *scratch = fsgd_workspace(need);
     if (!scratch) return FSGD_ERR_ALLOC;
     const int nt = fsgd_gemm_threads(nthreads, rows, n_in, n_out);
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(dense_backward_team)(rows, n_in, n_out, X, ldx, x_rows, W, A, act, slope, 0, D, dW, db,
-                            dX, NULL, scratch);
+    FSGD_RUN(nt, FN(dense_backward_team)(rows, n_in, n_out, X, ldx, x_rows, W, A, act, slope,
+                                         0, D, dW, db, dX, NULL, scratch));
     return FSGD_OK;
 }
 
@@ -106,9 +103,7 @@ void FN(fsgd_dropout)(int nthreads, double rate, uint64_t seed, uint64_t step, i
                       const int64_t *x_rows, T *A, const T *D, T *dX)
 {
     const int nt = fsgd_threads_for(nthreads, rows * cols, FSGD_PAR_MIN / 4);
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(dropout_team)(rate, seed, step, row0, rows, cols, X, ldx, x_rows, A, D, dX);
+    FSGD_RUN(nt, FN(dropout_team)(rate, seed, step, row0, rows, cols, X, ldx, x_rows, A, D, dX));
 }
 
 /* ---- batch normalization ---------------------------------------------------- */
@@ -475,8 +470,7 @@ int FN(fsgd_net_forward)(const fsgd_net *net, int64_t rows, const T *X, int64_t 
     const int nt = FN(net_threads)(net, rows, 0);
     fsgd_team team;
     if (FN(team_start)(&team, net, rows, x_rows, 0, nt)) return FSGD_ERR_ALLOC;
-    FSGD_REGION(nt)
-    FN(net_forward_team)(net, rows, X, ldx, x_rows, out_act, &team);
+    FSGD_RUN(nt, FN(net_forward_team)(net, rows, X, ldx, x_rows, out_act, &team));
     return team.status;
 }
 
@@ -507,8 +501,7 @@ int FN(fsgd_net_backward)(const fsgd_net *net, int64_t rows, const T *X, int64_t
     const int nt = FN(net_threads)(net, rows, 1);
     fsgd_team team;
     if (FN(team_start)(&team, net, rows, x_rows, 1, nt)) return FSGD_ERR_ALLOC;
-    FSGD_REGION(nt)
-    FN(net_backward_team)(net, rows, X, ldx, x_rows, &team);
+    FSGD_RUN(nt, FN(net_backward_team)(net, rows, X, ldx, x_rows, &team));
     return team.status;
 }
 
@@ -575,8 +568,8 @@ int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
     fsgd_team team;
     if (FN(team_start)(&team, net, rows, x_rows, 1, full)) return FSGD_ERR_ALLOC;
     const double t0 = net->tuner && full > 1 ? fsgd_now() : 0.0;
-    FSGD_REGION(nt)
-    FN(train_team)(net, opt, &prep, plan, rows, X, ldx, x_rows, y_int, y, y_rows, &team);
+    FSGD_RUN(nt, FN(train_team)(net, opt, &prep, plan, rows, X, ldx, x_rows, y_int, y, y_rows,
+                                &team));
     if (net->tuner && full > 1)
         fsgd_tuner_record(net->tuner, nt, probe, fsgd_now() - t0, rows);
     *loss = team.loss;

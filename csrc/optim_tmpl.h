@@ -323,9 +323,7 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *pla
     const int nt = fsgd_threads_for(nthreads, plan->size, 4096);
     fsgd_team team;
     memset(&team, 0, sizeof team);
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(update_team)(&pr, o, plan, &team);
+    FSGD_RUN(nt, FN(update_team)(&pr, o, plan, &team));
     return team.refused ? FSGD_ERR_NONFINITE : FSGD_OK;
 }
 

@@ -638,9 +638,8 @@ int FN(fsgd_csr_dense_forward)(int nthreads, int64_t rows, int64_t n_in, int64_t
     const int nt = fsgd_threads_for(nthreads, rows * n_out * 8, FSGD_PAR_MIN);
     fsgd_team team;
     memset(&team, 0, sizeof team);
-    (void)nt;
-    FSGD_REGION(nt)
-    FN(csr_forward_team)(rows, n_in, n_out, X, x_rows, W, b, act, slope, Z, &team);
+    FSGD_RUN(nt,
+             FN(csr_forward_team)(rows, n_in, n_out, X, x_rows, W, b, act, slope, Z, &team));
     return team.status;
 }
 
@@ -660,8 +659,8 @@ int FN(fsgd_csr_dense_backward)(int nthreads, int64_t rows, int64_t n_in, int64_
     char *sp = (char *)fsgd_workspace(FN(csr_scratch)(nt, rows, n_in, X, x_rows));
     if (!sp) return FSGD_ERR_ALLOC;
     sp = (char *)FSGD_SP_ALIGN((uintptr_t)sp);
-    FSGD_REGION(nt)
-    FN(csr_backward_team)(rows, n_in, n_out, X, x_rows, A, act, slope, 0, D, dW, db, sp, &team);
+    FSGD_RUN(nt, FN(csr_backward_team)(rows, n_in, n_out, X, x_rows, A, act, slope, 0, D, dW,
+                                       db, sp, &team));
     return team.status;
 }
 
