@@ -101,7 +101,8 @@ static inline uint64_t fsgd_drop_threshold(double rate)
  * The network's calls (fsgd_net_*) open one OpenMP region and run every layer
  * inside it: each kernel has a team body whose loops are orphaned worksharing
  * constructs (`omp for`), so they bind to that region's team, or run on one
- * thread when called outside a region. Bodies end with a barrier (the loops'
+ * thread when called outside a region (which is how a team of one runs: see
+ * FSGD_RUN below). Bodies end with a barrier (the loops'
  * implicit one) unless they say otherwise. Work is split by independent rows,
  * columns or tiles only: no sum's order depends on the team's size. */
 typedef struct {
