@@ -147,61 +147,60 @@
 #define FSGD_D2C_LE(m)                                                                        \
     (FSGD_D2C_LB(m, 0) | FSGD_D2C_LB(m, 1) | FSGD_D2C_LB(m, 2) | FSGD_D2C_LB(m, 3) |          \
      FSGD_D2C_LB(m, 4) | FSGD_D2C_LB(m, 5) | FSGD_D2C_LB(m, 6) | FSGD_D2C_LB(m, 7))
-#define FSGD_D2C_L4(m) FSGD_D2C_LE(m), FSGD_D2C_LE((m) + 1), FSGD_D2C_LE((m) + 2), FSGD_D2C_LE((m) + 3)
-#define FSGD_D2C_L16(m) FSGD_D2C_L4(m), FSGD_D2C_L4((m) + 4), FSGD_D2C_L4((m) + 8), FSGD_D2C_L4((m) + 12)
+#define FSGD_D2C_L4(m)                                                                        \
+    FSGD_D2C_LE(m), FSGD_D2C_LE((m) + 1), FSGD_D2C_LE((m) + 2), FSGD_D2C_LE((m) + 3)
+#define FSGD_D2C_L16(m)                                                                       \
+    FSGD_D2C_L4(m), FSGD_D2C_L4((m) + 4), FSGD_D2C_L4((m) + 8), FSGD_D2C_L4((m) + 12)
 #define FSGD_D2C_L64(m)                                                                       \
     FSGD_D2C_L16(m), FSGD_D2C_L16((m) + 16), FSGD_D2C_L16((m) + 32), FSGD_D2C_L16((m) + 48)
 static const uint64_t fsgd_d2c_lanes[256] = {FSGD_D2C_L64(0), FSGD_D2C_L64(64),
                                              FSGD_D2C_L64(128), FSGD_D2C_L64(192)};
 
-#define FSGD_D2C_AVX2_f32                                                                     \
+/* The AVX2 loop over buf[j ..] in groups of W elements: x_ the group (type VT, loaded by
+ * LOAD), nz_ its lane mask of nonzeros (MASK), c_ the 8 column indices from a + j; PACK
+ * stores the group's nonzeros and their columns at val + k and idx + k, given the
+ * permutation q_ of fsgd_d2c_lanes[nz_] (8 32-bit lanes). */
+#define FSGD_D2C_AVX2_LOOP(W, VT, LOAD, MASK, PACK)                                           \
     {                                                                                         \
         const __m256i iota_ = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                      \
-        for (; j + 8 <= m; j += 8) {                                                          \
-            const __m256 x_ = _mm256_load_ps(buf + j);                                        \
-            const int nz_ =                                                                   \
-                _mm256_movemask_ps(_mm256_cmp_ps(x_, _mm256_setzero_ps(), _CMP_NEQ_UQ));      \
+        for (; j + (W) <= m; j += (W)) {                                                      \
+            const VT x_ = LOAD(buf + j);                                                      \
+            const int nz_ = MASK;                                                             \
             if (!nz_) continue;                                                               \
-            if (k + 8 > room) {                                                               \
-                FSGD_D2C_CHECKED(8)                                                           \
-                continue;                                                                     \
-            }                                                                                 \
-            const __m256i p_ =                                                                \
-                _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)fsgd_d2c_lanes[nz_]));      \
-            const __m256i c_ = _mm256_add_epi32(iota_, _mm256_set1_epi32((int32_t)(a + j)));  \
-            _mm256_storeu_ps(val + k, _mm256_permutevar8x32_ps(x_, p_));                      \
-            _mm256_storeu_si256((__m256i *)(idx + k), _mm256_permutevar8x32_epi32(c_, p_));   \
-            k += __builtin_popcount(nz_);                                                     \
-        }                                                                                     \
-    }
-
-/* 4 doubles: the 32-bit lanes 2p and 2p + 1 of each selected double p */
-#define FSGD_D2C_AVX2_f64                                                                     \
-    {                                                                                         \
-        const __m256i iota_ = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                      \
-        const __m256i pair_ = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);                      \
-        const __m256i odd_ = _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1);                       \
-        for (; j + 4 <= m; j += 4) {                                                          \
-            const __m256d x_ = _mm256_load_pd(buf + j);                                       \
-            const int nz_ =                                                                   \
-                _mm256_movemask_pd(_mm256_cmp_pd(x_, _mm256_setzero_pd(), _CMP_NEQ_UQ));      \
-            if (!nz_) continue;                                                               \
-            if (k + 4 > room) {                                                               \
-                FSGD_D2C_CHECKED(4)                                                           \
+            if (k + (W) > room) {                                                             \
+                FSGD_D2C_CHECKED(W)                                                           \
                 continue;                                                                     \
             }                                                                                 \
             const __m256i q_ =                                                                \
                 _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)fsgd_d2c_lanes[nz_]));      \
-            const __m256i h_ = _mm256_permutevar8x32_epi32(q_, pair_);                        \
-            const __m256i p_ = _mm256_add_epi32(_mm256_add_epi32(h_, h_), odd_);              \
             const __m256i c_ = _mm256_add_epi32(iota_, _mm256_set1_epi32((int32_t)(a + j)));  \
-            _mm256_storeu_pd(val + k,                                                         \
-                             _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(x_), p_))); \
-            _mm_storeu_si128((__m128i *)(idx + k),                                            \
-                             _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(c_, q_)));    \
+            PACK;                                                                             \
             k += __builtin_popcount(nz_);                                                     \
         }                                                                                     \
     }
+
+#define FSGD_D2C_AVX2_f32                                                                     \
+    FSGD_D2C_AVX2_LOOP(                                                                       \
+        8, __m256, _mm256_load_ps,                                                            \
+        _mm256_movemask_ps(_mm256_cmp_ps(x_, _mm256_setzero_ps(), _CMP_NEQ_UQ)), {            \
+            _mm256_storeu_ps(val + k, _mm256_permutevar8x32_ps(x_, q_));                      \
+            _mm256_storeu_si256((__m256i *)(idx + k), _mm256_permutevar8x32_epi32(c_, q_));   \
+        })
+
+/* 4 doubles: the 32-bit lanes 2p and 2p + 1 of each selected double p */
+#define FSGD_D2C_AVX2_f64                                                                     \
+    FSGD_D2C_AVX2_LOOP(                                                                       \
+        4, __m256d, _mm256_load_pd,                                                           \
+        _mm256_movemask_pd(_mm256_cmp_pd(x_, _mm256_setzero_pd(), _CMP_NEQ_UQ)), {            \
+            const __m256i h_ =                                                                \
+                _mm256_permutevar8x32_epi32(q_, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));   \
+            const __m256i p_ = _mm256_add_epi32(_mm256_add_epi32(h_, h_),                     \
+                                                _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1));   \
+            const __m256 v_ = _mm256_permutevar8x32_ps(_mm256_castpd_ps(x_), p_);             \
+            _mm256_storeu_pd(val + k, _mm256_castps_pd(v_));                                  \
+            _mm_storeu_si128((__m128i *)(idx + k),                                            \
+                             _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(c_, q_)));    \
+        })
 
 #endif
 

@@ -11,10 +11,13 @@
  */
 #define FN(name) FSGD_CAT(name, SFX)
 
+/* a quarter of the largest finite T (Adam's screen, see step_elem) */
+#define FSGD_STEP_H ((T)((sizeof(T) == sizeof(float) ? (double)FLT_MAX : DBL_MAX) / 4))
+
 /* The rule's settings for this step, converted to T once per call. */
 typedef struct {
     T lr, mu, rho, eps, b1c, b2c, c1;
-    T lim_num, lim_p; /* Adam's screen (see step_elem) */
+    T lim_num; /* Adam's screen (see step_elem) */
 } FN(rule_settings);
 
 /* A segment's penalties: gradient += l2x2 * p + l1 * sign(p); p -= wd_lr * p. */
@@ -34,7 +37,7 @@ typedef struct {
  * parameter, 0 when it is sure to be finite without the root and the
  * division, else infinity. The step's numerator c1 m (the same operation as
  * below) is at most lim_num = min(epsilon H, H) in size and the parameter at
- * most lim_p = H, with H a quarter of the largest finite T: the denominator
+ * most H = FSGD_STEP_H, a quarter of the largest finite T: the denominator
  * sqrt(v) + epsilon is at least epsilon, so the step is at most about H and
  * the new parameter about 2 H, with roundings to spare. */
 static inline __attribute__((always_inline)) T FN(step_elem)(
@@ -92,7 +95,7 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
     }
     if (screen) {
         const T num = u->c1 * m;
-        return (FABST(num) <= u->lim_num && FABST(p) <= u->lim_p) ? (T)0 : (T)INFINITY;
+        return (FABST(num) <= u->lim_num && FABST(p) <= FSGD_STEP_H) ? (T)0 : (T)INFINITY;
     }
     return p - u->c1 * m / (SQRTT(v) + u->eps);
 }
@@ -125,7 +128,7 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
 #define UPD_LOOPS(KIND, MOM, NEST, AMS, CENT, L2ONLY)                                         \
     if (!write) {                                                                             \
         if ((KIND) == FSGD_OPT_ADAM && u.eps > (T)0)                                          \
-            UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, (KIND) == FSGD_OPT_ADAM)            \
+            UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, 1)                                  \
         UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, 0)                                      \
     }                                                                                         \
     for (int64_t i = lo; i < hi; i++) {                                                       \
@@ -249,10 +252,8 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
     if (o->kind == FSGD_OPT_ADAM) {
         const double t = (double)(o->step < 1 ? 1 : o->step);
         u.c1 = (T)(o->lr * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));
-        const double h = (sizeof(T) == sizeof(float) ? (double)FLT_MAX : DBL_MAX) / 4;
-        const double e = (double)u.eps;
-        u.lim_p = (T)h;
-        u.lim_num = (T)(e < 1.0 ? e * h : h); /* epsilon as T: the one the step adds */
+        const double h = (double)FSGD_STEP_H, e = (double)u.eps; /* epsilon as the step adds it */
+        u.lim_num = (T)(e < 1.0 ? e * h : h);
     }
     const int mom = o->momentum > 0.0;
     FN(upd_fn) fn;
@@ -327,4 +328,5 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *pla
     return team.refused ? FSGD_ERR_NONFINITE : FSGD_OK;
 }
 
+#undef FSGD_STEP_H
 #undef FN

@@ -24,9 +24,10 @@ in-memory ``"direct"`` or ``"convert"`` array into the ``"csr"`` form once
 per fit (``Trainer(sparse_input=...)`` decides when; see
 :data:`SPARSE_INPUT_MAX_DENSITY`).
 
-Data that is read in place is checked for NaN and infinity in chunks once per
-fit; data converted per batch is checked per batch, and a bad value raises
-``ValueError`` naming its row before the batch touches any weight.
+Data that is read in place is checked for NaN and infinity once per fit (a float
+array by the compiled pass that also counts each row's nonzeros for
+:func:`dense_as_csr`); data converted per batch is checked per batch, and a bad
+value raises ``ValueError`` naming its row before the batch touches any weight.
 """
 import mmap
 import numbers
@@ -333,10 +334,8 @@ def dense_as_csr(name, inputs, dtype, sparse_input="auto", *, first_layer="dense
         return inputs   # the dense path reads it (and reports a bad value where it does)
     if bad >= 0:
         raise ValueError(f"{name} contains NaN or infinite values (row {bad})")
-    indices = np.empty(nnz, np.int32)
-    data = np.empty(nnz, dtype)
-    _ops.dense_csr_fill(X, indptr, indices, data, inputs.scale)
-    return Inputs("csr", None, n, cols, csr=(indptr, indices, data),
+    return Inputs("csr", None, n, cols,
+                  csr=_ops.dense_csr_arrays(X, indptr, dtype, inputs.scale),
                   converted_from=inputs.mode)
 
 

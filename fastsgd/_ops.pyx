@@ -451,9 +451,16 @@ def dense_to_csr(x, dtype="float32", scale=1.0):
     if bad >= 0:
         raise ValueError(f"x contains NaN or infinite values (row {bad})")
     np.cumsum(indptr[1:], out=indptr[1:])
-    nnz = int(indptr[n])
+    return dense_csr_arrays(x, indptr, dtype, scale)
+
+
+def dense_csr_arrays(x, indptr, dtype, scale=1.0):
+    """``(indptr, indices, data)`` for ``x`` whose per-row nonzeros ``indptr`` already holds
+    (the prefix sum of :func:`dense_csr_count`'s counts): the arrays allocated and filled by
+    :func:`dense_csr_fill`."""
+    nnz = int(indptr[indptr.shape[0] - 1])
     indices = np.empty(nnz, np.int32)
-    data = np.empty(nnz, dtype)
+    data = np.empty(nnz, _csr_dtype(dtype))
     dense_csr_fill(x, indptr, indices, data, scale)
     return indptr, indices, data
 

@@ -918,8 +918,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     Takes scikit-learn's :class:`sklearn.neural_network.MLPRegressor`
     parameters with the same meaning (``solver='lbfgs'``, ``max_fun`` and
-    ``loss='poisson'`` are not available; sample weights are not supported
-    yet), plus fastsgd's ``dtype``, ``n_threads`` and ``sparse_input``; see
+    ``loss='poisson'`` are not available; ``fit`` and ``partial_fit`` take
+    ``sample_weight``), plus fastsgd's ``dtype``, ``n_threads`` and ``sparse_input``; see
     :class:`MLPClassifier` for the parameters and the module documentation
     for the exact objective. The output layer is linear (``identity``) and
     ``y`` may have several columns (multi-output regression).
