@@ -107,6 +107,7 @@ static inline uint64_t fsgd_drop_threshold(double rate)
  * columns or tiles only: no sum's order depends on the team's size. */
 typedef struct {
     char *scratch; /* shared by the team, sized before the region opens */
+    char *buck;    /* a training step's sparse buckets (sparse_tmpl.h), or NULL */
     int status;    /* an error any thread met (FSGD_OK: none) */
     int refused;   /* the optimizer's check pass found a non-finite value */
     double loss;

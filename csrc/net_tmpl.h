@@ -454,13 +454,20 @@ static int FN(net_args)(const fsgd_net *net, int64_t rows, const T *X)
     return (rows < 1 || rows > net->capacity || (!X && !net->x_csr)) ? FSGD_ERR_ARG : FSGD_OK;
 }
 
-/* a call's team state: no error yet, and the scratch for the team of nt */
+/* a call's team state: no error yet, and the scratch for the team of nt (with
+   room after it for a sparse first layer's buckets when buckets and they fit) */
 static int FN(team_start)(fsgd_team *team, const fsgd_net *net, int64_t rows,
-                          const int64_t *x_rows, int backward, int nt)
+                          const int64_t *x_rows, int backward, int buckets, int nt)
 {
     memset(team, 0, sizeof *team);
-    team->scratch = (char *)fsgd_workspace(FN(net_scratch)(net, rows, x_rows, backward, nt));
-    return team->scratch ? FSGD_OK : FSGD_ERR_ALLOC;
+    const size_t need = FSGD_SP_ALIGN(FN(net_scratch)(net, rows, x_rows, backward, nt));
+    size_t bk = 0;
+    if (buckets && net->x_csr && net->layers[0].kind == FSGD_LAYER_DENSE)
+        bk = fsgd_sp_bk_bytes(rows, net->layers[0].n_in, nt, sizeof(FN(fsgd_sp_ent)));
+    team->scratch = (char *)fsgd_workspace(need + bk);
+    if (!team->scratch) return FSGD_ERR_ALLOC;
+    if (bk) team->buck = (char *)FSGD_SP_ALIGN((uintptr_t)(team->scratch + need));
+    return FSGD_OK;
 }
 
 int FN(fsgd_net_forward)(const fsgd_net *net, int64_t rows, const T *X, int64_t ldx,
@@ -469,7 +476,7 @@ int FN(fsgd_net_forward)(const fsgd_net *net, int64_t rows, const T *X, int64_t 
     if (FN(net_args)(net, rows, X)) return FSGD_ERR_ARG;
     const int nt = FN(net_threads)(net, rows, 0);
     fsgd_team team;
-    if (FN(team_start)(&team, net, rows, x_rows, 0, nt)) return FSGD_ERR_ALLOC;
+    if (FN(team_start)(&team, net, rows, x_rows, 0, 0, nt)) return FSGD_ERR_ALLOC;
     FSGD_RUN(nt, FN(net_forward_team)(net, rows, X, ldx, x_rows, out_act, &team));
     return team.status;
 }
@@ -500,7 +507,7 @@ int FN(fsgd_net_backward)(const fsgd_net *net, int64_t rows, const T *X, int64_t
     if (FN(backward_args)(net, rows, X)) return FSGD_ERR_ARG;
     const int nt = FN(net_threads)(net, rows, 1);
     fsgd_team team;
-    if (FN(team_start)(&team, net, rows, x_rows, 1, nt)) return FSGD_ERR_ALLOC;
+    if (FN(team_start)(&team, net, rows, x_rows, 1, 0, nt)) return FSGD_ERR_ALLOC;
     FSGD_RUN(nt, FN(net_backward_team)(net, rows, X, ldx, x_rows, &team));
     return team.status;
 }
@@ -566,7 +573,7 @@ int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
     int probe;
     const int nt = fsgd_tuner_pick(net->tuner, full, &probe);
     fsgd_team team;
-    if (FN(team_start)(&team, net, rows, x_rows, 1, full)) return FSGD_ERR_ALLOC;
+    if (FN(team_start)(&team, net, rows, x_rows, 1, 1, full)) return FSGD_ERR_ALLOC;
     const double t0 = net->tuner && full > 1 ? fsgd_now() : 0.0;
     FSGD_RUN(nt, FN(train_team)(net, opt, &prep, plan, rows, X, ldx, x_rows, y_int, y, y_rows,
                                 &team));

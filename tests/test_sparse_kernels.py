@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fastsgd
-from fastsgd import SGD, Dense, Sequential, Trainer, _core
+from fastsgd import SGD, Dense, Sequential, Trainer, _core, _net, costs
+from fastsgd._network import build_plan
 
 from conftest import DTYPES, tol
 
@@ -263,3 +264,65 @@ def test_a_bad_column_stops_its_row_in_either_method(simd, dtype, where, rng):
         assert st == 2 and st_cut == 0
         np.testing.assert_array_equal(dW, want)
         np.testing.assert_array_equal(db, want_db)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_out", [1, 7, 16, 37, 64, 200], ids=lambda n: f"{n} units")
+def test_forward_of_two_rows_at_once_gives_each_row_its_own_bits(simd, dtype, n_out, rng):
+    """The forward sums two batch rows at a time (a thread's odd last row alone): every row's
+    outputs are the bits it gets in a batch of its own, for any team."""
+    _, X, x_rows, W, b, D = _problem(rng, dtype, n=120, n_in=300, n_out=n_out, rows=57)
+    alone = np.vstack([_run(dtype, 1, X, x_rows[i:i + 1], 300, W, b, D[i:i + 1])[0][1]
+                       for i in range(len(x_rows))])
+    for threads in (1, 2, 3):
+        (st, Z), _ = _run(dtype, threads, X, x_rows, 300, W, b, D)
+        assert st == 0
+        np.testing.assert_array_equal(Z, alone)
+
+
+def _step_grads_two_ways(model, X, y, order, rows, threads):
+    """The flat gradients of the batch of ``order[:rows]`` from one training call (whose
+    forward files the sparse input's nonzeros for the backward) and from separate forward,
+    cost and backward calls (whose backward walks or sorts the batch itself)."""
+    cost = costs.get("cross_entropy")
+    plan = build_plan(model, rows, cost=cost, training=True)
+    net = _net.Net(plan)
+    net.set_threads(threads)
+    t, _ = fastsgd.trainer._prepare_targets("y", y, X.shape[0], model.output_dim, cost,
+                                            model.dtype)
+    net.bind(X, t)
+    net.set_order(order)
+    net.train_batch(0, rows, update=False)
+    fused = plan.grads.copy()
+    plan.grads[...] = np.nan
+    net.forward(0, rows, out_act=False)
+    net.cost(0, rows)
+    net.backward(0, rows)
+    return fused, plan.grads.copy()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_out", [1, 7, 16, 37, 64, 200], ids=lambda n: f"{n} units")
+def test_training_step_from_filed_nonzeros_gives_the_same_bits(simd, dtype, n_out, rng):
+    """A training step's forward files each batch row's nonzeros by column, and the backward
+    sums dW from those buckets: the same bits as the backward that walks or sorts the batch
+    itself, for any team, odd batches, and rows whose repeated columns overflow a bucket
+    (which makes the step sort after all)."""
+    d = 300
+    Xd = sparse_data(rng, 90, d, 0.2)
+    y = rng.integers(0, 3, Xd.shape[0])
+    crowded = sp.csr_matrix(Xd)
+    crowded = sp.csr_matrix((np.concatenate([crowded.data, np.full(90, 0.5)]),
+                             np.concatenate([crowded.indices, np.full(90, 7)]),
+                             np.arange(91) + crowded.indptr), shape=Xd.shape)
+    # (column 7 appended to every row, then each row's indices sorted: a repeated column 7
+    # in every row that already had one)
+    for X in (sp.csr_matrix(Xd), crowded):
+        for rows in (61, 90):
+            order = rng.permutation(90)
+            m = Sequential([Dense(n_out, "relu", input_dim=d), Dense(3, "softmax")],
+                           dtype=np.dtype(dtype).name, seed=5)
+            for threads in (1, 2, 3):
+                fused, apart = _step_grads_two_ways(m, X, y, order, rows, threads)
+                assert np.isfinite(fused).all() and np.abs(fused).max() > 0
+                np.testing.assert_array_equal(fused, apart)
