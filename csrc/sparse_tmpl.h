@@ -341,10 +341,10 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
    than VL columns is left to the caller) */
 #define FSGD_SP_BLOCKS(BLOCK, T, VT, VL)                                                      \
     for (; c + 8 * (VL) <= n_out; c += 8 * (VL)) BLOCK(T, VT, VL, 8);                         \
-    if (c + 4 * (VL) <= n_out) {                                                              \
-        BLOCK(T, VT, VL, 4);                                                                  \
-        c += 4 * (VL);                                                                        \
-    }                                                                                         \
+    FSGD_SP_BLOCKS_4(BLOCK, T, VT, VL)
+/* the same from blocks of 4 vectors down */
+#define FSGD_SP_BLOCKS_4(BLOCK, T, VT, VL)                                                    \
+    for (; c + 4 * (VL) <= n_out; c += 4 * (VL)) BLOCK(T, VT, VL, 4);                         \
     if (c + 2 * (VL) <= n_out) {                                                              \
         BLOCK(T, VT, VL, 2);                                                                  \
         c += 2 * (VL);                                                                        \
@@ -425,15 +425,7 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
 #define FSGD_SP_BLOCKS2(BLOCK, T, VT, VL)                                                     \
     if ((VL) * sizeof(T) == 64)                                                               \
         for (; c + 8 * (VL) <= n_out; c += 8 * (VL)) BLOCK(T, VT, VL, 8);                     \
-    for (; c + 4 * (VL) <= n_out; c += 4 * (VL)) BLOCK(T, VT, VL, 4);                         \
-    if (c + 2 * (VL) <= n_out) {                                                              \
-        BLOCK(T, VT, VL, 2);                                                                  \
-        c += 2 * (VL);                                                                        \
-    }                                                                                         \
-    if (c + (VL) <= n_out) {                                                                  \
-        BLOCK(T, VT, VL, 1);                                                                  \
-        c += (VL);                                                                            \
-    }
+    FSGD_SP_BLOCKS_4(BLOCK, T, VT, VL)
 
 /* files nonzero k (column j) of batch row ra in the buckets, while fa */
 #define FSGD_SP_FILE_A(j, k)                                                                  \
@@ -448,6 +440,19 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
             e_->v = val[k];                                                                   \
             bcnt[j] = c_ + 1;                                                                 \
         }                                                                                     \
+    }
+
+/* one row's nonzeros from kk up to kend (or its first bad column) into acc,
+   each (column j_) followed by THEN */
+#define FSGD_SP_FWD_REST(VT, VL, NV, kk, kend, acc, THEN)                                    \
+    for (; kk < kend; kk++) {                                                                 \
+        const int64_t j_ = idx[kk];                                                           \
+        if (FSGD_SP_BAD_COL(j_, n_in)) {                                                      \
+            bad = 1;                                                                          \
+            break;                                                                            \
+        }                                                                                     \
+        FSGD_SP_ACC(VT, VL, NV, acc, val[kk], W + j_ * n_out + c);                            \
+        THEN                                                                                  \
     }
 
 /* Forward, two rows at once (row ra's nonzeros [k0, k1) to za, row rb's
@@ -468,23 +473,8 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
             FSGD_SP_ACC(VT, VL, NV, acc2_, val[kb_], W + jb_ * n_out + c);                    \
             FSGD_SP_FILE_A(ja_, ka_)                                                          \
         }                                                                                     \
-        for (; ka_ < k1; ka_++) {                                                             \
-            const int64_t ja_ = idx[ka_];                                                     \
-            if (FSGD_SP_BAD_COL(ja_, n_in)) {                                                 \
-                bad = 1;                                                                      \
-                break;                                                                        \
-            }                                                                                 \
-            FSGD_SP_ACC(VT, VL, NV, acc_, val[ka_], W + ja_ * n_out + c);                     \
-            FSGD_SP_FILE_A(ja_, ka_)                                                          \
-        }                                                                                     \
-        for (; kb_ < m1; kb_++) {                                                             \
-            const int64_t jb_ = idx[kb_];                                                     \
-            if (FSGD_SP_BAD_COL(jb_, n_in)) {                                                 \
-                bad = 1;                                                                      \
-                break;                                                                        \
-            }                                                                                 \
-            FSGD_SP_ACC(VT, VL, NV, acc2_, val[kb_], W + jb_ * n_out + c);                    \
-        }                                                                                     \
+        FSGD_SP_FWD_REST(VT, VL, NV, ka_, k1, acc_, FSGD_SP_FILE_A(j_, ka_))                  \
+        FSGD_SP_FWD_REST(VT, VL, NV, kb_, m1, acc2_, )                                        \
         FSGD_SP_STORE(VT, VL, NV, za + c, acc_);                                              \
         FSGD_SP_STORE(VT, VL, NV, zb + c, acc2_);                                             \
         if (fa) a_filed = 1;                                                                  \
