@@ -154,8 +154,8 @@ FSGD_EPI_DECL(float, f32)
 FSGD_EPI_DECL(double, f64)
 #undef FSGD_EPI_DECL
 
-/* a worksharing loop of the team, and a region of nt threads (one: inactive) */
-/* FSGD_RUN(nt, call): the team body `call` run by a team of nt threads (a variable
+/* FSGD_OMP_FOR: a worksharing loop of the team.
+ * FSGD_RUN(nt, call): the team body `call` run by a team of nt threads (a variable
  * named nt at the call site): in a parallel region when nt > 1; else on the calling
  * thread outside any region, where its worksharing loops and barriers are plain code
  * (libgomp makes a system call at every barrier of a region's team of one: about ten

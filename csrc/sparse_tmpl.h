@@ -272,9 +272,9 @@ static inline size_t fsgd_sp_bk_bytes(int64_t rows, int64_t n_in, int k, size_t 
            64;
 }
 
-/* segment p of k: its first batch row, capacity, counts, flag and entries */
+/* segment p of k: its capacity, counts, flag and entries */
 typedef struct {
-    int64_t r0, cap;
+    int64_t cap;
     int32_t *cnt;
     int *flag;
     char *ent;
@@ -285,38 +285,26 @@ static inline fsgd_sp_bk_seg fsgd_sp_bk_at(char *bk, int64_t rows, int64_t n_in,
 {
     fsgd_sp_bk_seg S;
     const size_t cb = fsgd_sp_bk_cnt_bytes(n_in);
-    S.r0 = rows * p / k;
-    S.cap = rows * (p + 1) / k - S.r0;
+    const int64_t r0 = rows * p / k;
+    S.cap = rows * (p + 1) / k - r0;
     S.cnt = (int32_t *)(bk + (size_t)p * cb);
     S.flag = (int *)(bk + (size_t)k * cb + 64 * (size_t)p);
-    S.ent = bk + (size_t)k * (cb + 64) + (size_t)n_in * (size_t)S.r0 * esz;
+    S.ent = bk + (size_t)k * (cb + 64) + (size_t)n_in * (size_t)r0 * esz;
     return S;
 }
 
-/* 1 when every segment of a team of k was filed */
-static inline int fsgd_sp_bk_ready(char *bk, int64_t n_in, int k)
-{
-    const size_t cb = fsgd_sp_bk_cnt_bytes(n_in);
-    if (k > FSGD_SP_BK_SEGS) return 0;
-    for (int p = 0; p < k; p++)
-        if (*(const int *)(bk + (size_t)k * cb + 64 * (size_t)p)) return 0;
-    return 1;
-}
-
-/* thread t's rows [*j0, *j1) of dW from the buckets of a team of k: where the
-   entries of the columns before plus one per column pass t / k and (t + 1) / k
-   of their total */
-static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_t *j0,
-                                    int64_t *j1)
+/* thread t's rows [*j0, *j1) of dW from the k segments seg: where the entries of
+   the columns before plus one per column pass t / k and (t + 1) / k of their total */
+static inline void fsgd_sp_bk_range(const fsgd_sp_bk_seg *seg, int64_t n_in, int k, int t,
+                                    int64_t *j0, int64_t *j1)
 {
     *j0 = 0;
     *j1 = n_in;
     if (k == 1) return;
-    const size_t cb = fsgd_sp_bk_cnt_bytes(n_in);
 #define FSGD_SP_BK_COL(j, n)                                                                  \
     do {                                                                                      \
         n = 1;                                                                                \
-        for (int p_ = 0; p_ < k; p_++) n += ((const int32_t *)(bk + (size_t)p_ * cb))[j];     \
+        for (int p_ = 0; p_ < k; p_++) n += seg[p_].cnt[j];                                   \
     } while (0)
     int64_t total = 0, cum = 0, j = 0, n;
     for (int64_t i = 0; i < n_in; i++) {
@@ -427,20 +415,24 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
         for (; c + 8 * (VL) <= n_out; c += 8 * (VL)) BLOCK(T, VT, VL, 8);                     \
     FSGD_SP_BLOCKS_4(BLOCK, T, VT, VL)
 
+/* files (row, value) as the next entry of column j's bucket (counts cnt, entries
+   ent, cap entries a bucket), or runs FULL when the bucket is full */
+#define FSGD_SP_FILE1(cnt, ent, cap, row, j, value, FULL)                                     \
+    do {                                                                                      \
+        const int32_t c_ = (cnt)[j];                                                          \
+        if (c_ >= (cap)) {                                                                    \
+            FULL;                                                                             \
+        } else {                                                                              \
+            __typeof__(ent) e_ = (ent) + (j) * (cap) + c_;                                    \
+            e_->r = (int32_t)(row);                                                           \
+            e_->v = (value);                                                                  \
+            (cnt)[j] = c_ + 1;                                                                \
+        }                                                                                     \
+    } while (0)
+
 /* files nonzero k (column j) of batch row ra in the buckets, while fa */
 #define FSGD_SP_FILE_A(j, k)                                                                  \
-    if (fa) {                                                                                 \
-        const int32_t c_ = bcnt[j];                                                           \
-        if (c_ >= bcap) {                                                                     \
-            fa = 0;                                                                           \
-            bfail = 1;                                                                        \
-        } else {                                                                              \
-            bk_ent_t *e_ = bent + (j) * bcap + c_;                                            \
-            e_->r = (int32_t)ra;                                                              \
-            e_->v = val[k];                                                                   \
-            bcnt[j] = c_ + 1;                                                                 \
-        }                                                                                     \
-    }
+    if (fa) FSGD_SP_FILE1(bcnt, bent, bcap, ra, j, val[k], fa = 0; bfail = 1);
 
 /* one row's nonzeros from kk up to kend (or its first bad column) into acc,
    each (column j_) followed by THEN */
@@ -459,7 +451,8 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
  * [m0, m1) to zb), columns [c, c + NV * VL): each row's accumulators take
  * its nonzeros in order, as FSGD_SP_FWD_BLOCK's do, the two rows' in turn
  * while both have some (independent sums for the vector units to overlap).
- * The first block also files row ra's nonzeros while fa. */
+ * The first block also files row ra's nonzeros while fa (the pair's caller
+ * has n_out >= VL, so a first block always runs). */
 #define FSGD_SP_FWD2_BLOCK(T, VT, VL, NV)                                                     \
     do {                                                                                      \
         VT acc_[NV], acc2_[NV];                                                               \
@@ -477,7 +470,6 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
         FSGD_SP_FWD_REST(VT, VL, NV, kb_, m1, acc2_, )                                        \
         FSGD_SP_STORE(VT, VL, NV, za + c, acc_);                                              \
         FSGD_SP_STORE(VT, VL, NV, zb + c, acc2_);                                             \
-        if (fa) a_filed = 1;                                                                  \
         fa = 0;                                                                               \
     } while (0)
 
@@ -575,7 +567,7 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
                 const int64_t ra = r, rb = r + 1;                                             \
                 T *restrict za = Z + ra * n_out;                                              \
                 T *restrict zb = Z + rb * n_out;                                              \
-                int fa = bk && !bfail, a_filed = 0;                                           \
+                int fa = bk && !bfail;                                                        \
                 int64_t c = 0;                                                                \
                 FSGD_SP_BLOCKS2(FSGD_SP_FWD2_BLOCK, T, VT, VL);                               \
                 if (c < n_out) {                                                              \
@@ -586,8 +578,6 @@ static inline void fsgd_sp_bk_range(char *bk, int64_t n_in, int k, int t, int64_
                     act_row_##SFX_(act, slope, n_out, za);                                    \
                     act_row_##SFX_(act, slope, n_out, zb);                                    \
                 }                                                                             \
-                if (bk && !bfail && !a_filed)                                                 \
-                    bfail = fsgd_sp_file_##SFX_(ra, k0, k1, n_in, idx, val, bk);              \
                 if (bk && !bfail) bfail = fsgd_sp_file_##SFX_(rb, m0, m1, n_in, idx, val, bk); \
                 r++;                                                                          \
                 continue;                                                                     \
@@ -711,12 +701,7 @@ static inline int FN(fsgd_sp_file)(int64_t r, int64_t k0, int64_t k1, int64_t n_
     for (int64_t k = k0; k < k1; k++) {
         const int64_t j = idx[k];
         if (FSGD_SP_BAD_COL(j, n_in)) return 1;
-        const int32_t c = cnt[j];
-        if (c >= cap) return 1;
-        FN(fsgd_sp_ent) *e = ent + j * cap + c;
-        e->r = (int32_t)r;
-        e->v = val[k];
-        cnt[j] = c + 1;
+        FSGD_SP_FILE1(cnt, ent, cap, r, j, val[k], return 1);
     }
     return 0;
 }
@@ -874,12 +859,15 @@ static void FN(csr_backward_team)(int64_t rows, int64_t n_in, int64_t n_out, con
     t = omp_get_thread_num();
     k = omp_get_num_threads();
 #endif
-    if (team->buck && fsgd_sp_bk_ready(team->buck, n_in, k)) {
+    fsgd_sp_bk_seg seg[FSGD_SP_BK_SEGS];
+    int filed = team->buck && k <= FSGD_SP_BK_SEGS;
+    for (int p = 0; filed && p < k; p++) {
+        seg[p] = fsgd_sp_bk_at(team->buck, rows, n_in, k, p, sizeof(FN(fsgd_sp_ent)));
+        filed = !*seg[p].flag;
+    }
+    if (filed) {
         int64_t j0, j1;
-        fsgd_sp_bk_range(team->buck, n_in, k, t, &j0, &j1);
-        fsgd_sp_bk_seg seg[FSGD_SP_BK_SEGS];
-        for (int p = 0; p < k; p++)
-            seg[p] = fsgd_sp_bk_at(team->buck, rows, n_in, k, p, sizeof(FN(fsgd_sp_ent)));
+        fsgd_sp_bk_range(seg, n_in, k, t, &j0, &j1);
         if (j0 < j1) FN(csr_bkt_table)[FN(csr_path)()](j0, j1, n_out, seg, k, D, dW);
         FN(col_sums_team)(rows, n_out, D, db);
         return;

@@ -1,4 +1,4 @@
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -24,7 +24,7 @@ def dense_csr_count(x: NDArray, counts: NDArray[np.int64], dtype: DTypeLike,
 def dense_csr_fill(x: NDArray, indptr: NDArray[np.int64], indices: NDArray[np.int32],
                    data: Array, scale: float = ...) -> None: ...
 def dense_csr_arrays(x: NDArray, indptr: NDArray[np.int64], dtype: DTypeLike,
-                     scale: float = ...) -> Tuple[NDArray[np.int64], NDArray[np.int32], Array]: ...
+                     scale: float = ...) -> tuple[NDArray[np.int64], NDArray[np.int32], Array]: ...
 def dense_to_csr(x: NDArray, dtype: DTypeLike = ...,
                  scale: float = ...) -> tuple[NDArray[np.int64], NDArray[np.int32], Array]: ...
 def update(hyper: dict, p: Array, g: Array, states: Sequence[Array] = ...,
