@@ -79,7 +79,7 @@ except ImportError as _e:  # pragma: no cover - exercised only without scikit-le
         "fastsgd.MLPClassifier and fastsgd.MLPRegressor need scikit-learn >= 1.6: "
         "pip install 'fastsgd[sklearn]'") from _e
 
-from . import _fork
+from . import _fork, _inputs
 from . import optimizers as _optimizers
 from ._config import get_num_threads, set_num_threads
 from ._inputs import check_sparse_input
@@ -422,8 +422,7 @@ class _BaseMLP(BaseEstimator):
         (computed in ``dtype``, returned as float64)."""
         check_is_fitted(self)
         model = self._network()
-        X = validate_data(self, X, accept_sparse=["csr", "csc", "coo"],
-                          dtype=(model.dtype.type, np.float64, np.float32), reset=False)
+        X = self._validate(X, "no_validation", False, model.dtype)
         if hasattr(X, "toarray"):
             X = X.toarray()
         with _threads(self.n_threads):
@@ -454,10 +453,42 @@ class _BaseMLP(BaseEstimator):
             self._optimizer = opt
 
     # -- fitting ---------------------------------------------------------------
-    def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc", "coo"], multi_output=True,
-                             dtype=(dtype.type, np.float64, np.float32), reset=reset,
-                             y_numeric=not isinstance(self, ClassifierMixin))
+    def _validate(self, X, y, reset, dtype, direct=False):
+        """scikit-learn's ``validate_data`` (X alone for ``y="no_validation"``). ``direct``: X is a C-ordered, aligned
+        2-D array of ``dtype`` that the caller checks for NaN and infinity (see
+        ``_fit``); then, for a plain 1-D or 2-D array ``y`` of finite numbers as long
+        as X, there is nothing to convert and nothing scikit-learn's checks could
+        refuse but an empty X, and they are skipped (they start by looking for a
+        dataframe library, about 10 ms in a fresh process)."""
+        if not (direct and type(y) is np.ndarray and X.shape[0] >= 1 and X.shape[1] >= 1
+                and y.ndim in (1, 2) and y.shape[0] == X.shape[0]
+                and y.dtype.kind in "iuf" and (y.dtype.kind != "f" or np.isfinite(y).all())):
+            kw = dict(accept_sparse=["csr", "csc", "coo"], ensure_all_finite=not direct,
+                      dtype=(dtype.type, np.float64, np.float32))
+            if isinstance(y, str) and y == "no_validation":
+                return validate_data(self, X, reset=reset, **kw)
+            return validate_data(self, X, y, reset=reset, multi_output=True,
+                                 y_numeric=not isinstance(self, ClassifierMixin), **kw)
+        name = type(self).__name__
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        else:
+            if getattr(self, "feature_names_in_", None) is not None:
+                warnings.warn(f"X does not have valid feature names, but {name} was fitted "
+                              f"with feature names", UserWarning, stacklevel=3)
+            n = getattr(self, "n_features_in_", None)
+            if n is not None and X.shape[1] != n:
+                raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {n} "
+                                 f"features as input.")
+        return X, y
+
+    def _validate_xy(self, X, y, reset, dtype, direct=False):
+        """``(X, y)`` checked; ``direct``: X, a C-ordered array of ``dtype``, is checked
+        for NaN and infinity by the caller (the compiled count the training would start
+        with), not here."""
+        X, y = self._validate(X, y, reset, dtype, direct)
         if hasattr(X, "tocsr"):
             X = X.tocsr()  # the engine's first layer reads the nonzeros
         if hasattr(y, "toarray"):
@@ -473,7 +504,12 @@ class _BaseMLP(BaseEstimator):
         fitted = hasattr(self, "coefs_")
         first = not fitted or (not p["warm_start"] and not incremental)
         dtype = p["dtype"] if first else np.dtype(self._fitted_dtype)
-        X, y = self._validate_xy(X, y, reset=first, dtype=dtype)
+        # an array the trainer reads in place: its NaN check is the compiled count of
+        # nonzeros the training starts with, done here (before any state changes)
+        direct = (type(X) is np.ndarray and X.ndim == 2 and X.dtype == dtype
+                  and X.flags.c_contiguous and X.flags.aligned and not p["early_stopping"])
+        X, y = self._validate_xy(X, y, reset=first, dtype=dtype, direct=direct)
+        inputs = _inputs.prepare("X", X, dtype) if direct else None
         targets, labels, mode = self._encode_targets(y, first, incremental, classes)
         n_outputs = self._n_outputs(targets, mode)
         if sample_weight is not None:
@@ -562,6 +598,8 @@ class _BaseMLP(BaseEstimator):
                               seed=int(rs.randint(np.iinfo(np.int32).max)),
                               sparse_input=p["sparse_input"])
             self.n_iter_ = 0
+            if inputs is not None and inputs.data is X:
+                X = inputs
             trainer.fit(X, targets, epochs=1 if incremental else p["max_iter"],
                         callbacks=[rules], verbose=0, sample_weight=sample_weight)
             if validation is not None and self._best_weights is not None:
@@ -605,6 +643,22 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _small_int_labels(y):
+    """``(classes, indices)`` for a 1-D integer array ``y`` whose labels span a range
+    of at most twice its length (what ``unique_labels`` and a search give, by counting
+    instead of sorting); None for any other ``y``."""
+    if type(y) is not np.ndarray or y.ndim != 1 or y.dtype.kind not in "iu" or not y.size:
+        return None
+    lo, hi = int(y.min()), int(y.max())
+    if hi - lo > max(1024, 2 * y.size):
+        return None
+    shifted = np.subtract(y, lo, dtype=np.intp)
+    present = np.flatnonzero(np.bincount(shifted, minlength=hi - lo + 1))
+    lut = np.zeros(hi - lo + 1, np.intp)
+    lut[present] = np.arange(present.size)
+    return (present + lo).astype(y.dtype), lut[shifted]
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -770,6 +824,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     # -- targets ------------------------------------------------------------------
     def _encode_targets(self, y, first, incremental, classes):
         """``(targets for fastsgd, labels for scoring, mode)``; sets ``classes_``."""
+        if first and not (incremental and classes is not None):
+            found = _small_int_labels(y)
+            if found is not None:
+                self.classes_, idx = found
+                return self._class_targets(y, idx)
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind == "multiclass-multioutput":
@@ -797,9 +856,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  "fitted on one label per sample")
             t = np.asarray(y, dtype=np.float64)
             return t, np.asarray(y), "multilabel"
-        if len(self.classes_) < 2:
-            raise ValueError(f"The classifier needs samples of at least 2 classes in the data, "
-                             f"but the data contains only one class: {self.classes_[0]!r}")
         if not first and self._mode == "multilabel":
             raise ValueError("y holds one label per sample but the classifier was fitted on a "
                              "multilabel indicator matrix")
@@ -808,6 +864,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 idx, len(self.classes_) - 1)] != y).any():
             raise ValueError(f"`y` has classes not in `self.classes_` "
                              f"({self.classes_!r}): {np.setdiff1d(unique_labels(y), self.classes_)}")
+        return self._class_targets(y, idx)
+
+    def _class_targets(self, y, idx):
+        """The targets of labels ``y`` whose indices in ``classes_`` are ``idx``."""
+        if len(self.classes_) < 2:
+            raise ValueError(f"The classifier needs samples of at least 2 classes in the data, "
+                             f"but the data contains only one class: {self.classes_[0]!r}")
         mode = "binary" if len(self.classes_) == 2 else "multiclass"
         if mode == "binary":
             t = idx.reshape(-1, 1).astype(np.float64)

@@ -60,8 +60,12 @@ EXPECTED_FAILED_CHECKS = {"MLPClassifier": {"check_sample_weight_equivalence_on_
                                            _NOT_REPEATS}}
 
 
+# float64 estimators read scikit-learn's float64 data in place: their X is checked by
+# fastsgd's compiled count, not by scikit-learn (see test_data_read_in_place_*)
 @parametrize_with_checks(
-    [MLPClassifier(max_iter=100, random_state=0), MLPRegressor(max_iter=100, random_state=0)],
+    [MLPClassifier(max_iter=100, random_state=0), MLPRegressor(max_iter=100, random_state=0),
+     MLPClassifier(max_iter=100, random_state=0, dtype="float64"),
+     MLPRegressor(max_iter=100, random_state=0, dtype="float64")],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(type(est).__name__, {}))
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -200,6 +204,92 @@ def test_arbitrary_class_labels(labels):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_array_equal(clf.classes_[proba.argmax(axis=1)], pred)
     np.testing.assert_allclose(clf.predict_log_proba(X), np.log(proba))
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 2], [-3, 7, 11], [5, 6], [2, 9, 900]])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.int8])
+def test_integer_labels_counted_match_sorted(labels, dtype):
+    """Integer labels in a short range are found by counting: the same classes_,
+    targets and so weights as labels that go through scikit-learn's sort."""
+    if np.iinfo(dtype).max < max(labels) or np.iinfo(dtype).min > min(labels):
+        pytest.skip("labels outside the dtype")
+    X, y = _easy(classes=len(labels))
+    yl = np.asarray(labels, dtype=dtype)[y]
+    counted = est_mod._small_int_labels(yl)
+    assert counted is not None
+    np.testing.assert_array_equal(counted[0], np.unique(yl))
+    assert counted[0].dtype == yl.dtype
+    np.testing.assert_array_equal(counted[1], np.searchsorted(np.unique(yl), yl))
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    a = MLPClassifier(**kw).fit(X, yl)
+    b = MLPClassifier(**kw).fit(X, list(yl))   # a list: scikit-learn's path
+    np.testing.assert_array_equal(a.classes_, b.classes_)
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_labels_not_counted_when_spread_or_not_integers():
+    assert est_mod._small_int_labels(np.array([0, 10**9, 5])) is None
+    assert est_mod._small_int_labels(np.array([0.0, 1.0])) is None
+    assert est_mod._small_int_labels(np.array([[0, 1], [1, 0]])) is None
+    assert est_mod._small_int_labels(np.array([], dtype=np.int64)) is None
+    assert est_mod._small_int_labels([0, 1]) is None
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_data_read_in_place_with_nan_is_refused_before_anything_changes(bad, dtype):
+    """X in the estimator's dtype skips scikit-learn's finite check: fastsgd's own
+    check refuses it, naming the row, before a refit touches the fitted model."""
+    X, y = _easy()
+    X = X.astype(dtype)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0, dtype=dtype)
+    clf.fit(X, y)
+    before = [w.copy() for w in clf.coefs_ + clf.intercepts_]
+    curve = list(clf.loss_curve_)
+    Xb = X.copy()
+    Xb[17, 3] = bad
+    with pytest.raises(ValueError, match="NaN or infinite values \\(row 17\\)"):
+        clf.fit(Xb, y)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        clf.partial_fit(Xb, y)
+    for u, v in zip(clf.coefs_ + clf.intercepts_, before):
+        np.testing.assert_array_equal(u, v)
+    assert clf.loss_curve_ == curve
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0, dtype=dtype)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        reg.fit(Xb, y.astype(float))
+    yb = y.astype(dtype)
+    yb[5] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):   # scikit-learn's check of y
+        reg.fit(X, yb)
+
+
+def test_data_read_in_place_keeps_sklearns_feature_checks():
+    """Without scikit-learn's validate_data for an array read in place, the width and
+    feature-name checks and errors are still scikit-learn's."""
+    X, y = _easy()
+    X = X.astype(np.float32)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    assert clf.n_features_in_ == 10 and not hasattr(clf, "feature_names_in_")
+    with pytest.raises(ValueError, match="X has 9 features, but MLPClassifier is expecting "
+                                         "10 features as input"):
+        clf.partial_fit(np.ascontiguousarray(X[:, :9]), y)
+    with pytest.raises(ValueError, match="X has 9 features"):
+        clf.predict(X[:, :9])
+    with pytest.raises(ValueError, match="0 sample"):
+        MLPClassifier().fit(np.empty((0, 10), np.float32), np.empty(0, np.int64))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        MLPClassifier().fit(X, y[:-1])
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(10)])
+    named = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(df, y)
+    with pytest.warns(UserWarning, match="X does not have valid feature names, but "
+                                         "MLPClassifier was fitted with feature names"):
+        named.partial_fit(X, y)
+    named.fit(X, y)   # a refit on an array forgets the names
+    assert not hasattr(named, "feature_names_in_") and named.n_features_in_ == 10
 
 
 def test_binary_uses_one_sigmoid_unit():
