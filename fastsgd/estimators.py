@@ -422,7 +422,7 @@ class _BaseMLP(BaseEstimator):
         (computed in ``dtype``, returned as float64)."""
         check_is_fitted(self)
         model = self._network()
-        X = self._validate(X, "no_validation", False, model.dtype)
+        X = self._validate(X, "no_validation", False, model.dtype)[0]
         if hasattr(X, "toarray"):
             X = X.toarray()
         with _threads(self.n_threads):
@@ -454,21 +454,30 @@ class _BaseMLP(BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------
     def _validate(self, X, y, reset, dtype, direct=False):
-        """scikit-learn's ``validate_data`` (X alone for ``y="no_validation"``). ``direct``: X is a C-ordered, aligned
-        2-D array of ``dtype`` that the caller checks for NaN and infinity (see
-        ``_fit``); then, for a plain 1-D or 2-D array ``y`` of finite numbers as long
-        as X, there is nothing to convert and nothing scikit-learn's checks could
-        refuse but an empty X, and they are skipped (they start by looking for a
-        dataframe library, about 10 ms in a fresh process)."""
-        if not (direct and type(y) is np.ndarray and X.shape[0] >= 1 and X.shape[1] >= 1
-                and y.ndim in (1, 2) and y.shape[0] == X.shape[0]
-                and y.dtype.kind in "iuf" and (y.dtype.kind != "f" or np.isfinite(y).all())):
+        """``(X, y, inputs)``: scikit-learn's ``validate_data`` (X alone, and y None, for
+        ``y="no_validation"``). ``direct``: X is a C-ordered, aligned 2-D array of
+        ``dtype`` that the training reads in place; then scikit-learn does not check
+        it for NaN and infinity, fastsgd's compiled count of nonzeros does, first
+        (``inputs``, the count that the training then starts from). With a plain
+        1-D or 2-D array ``y`` of finite numbers as long as X, there is nothing to
+        convert and nothing else scikit-learn's checks could refuse but an empty
+        X, and they are skipped (they start by looking for a dataframe library,
+        about 10 ms in a fresh process)."""
+        no_y = isinstance(y, str) and y == "no_validation"
+        inputs = None
+        if direct and X.shape[0] >= 1 and X.shape[1] >= 1:
+            with _threads(self.n_threads):   # refuses NaN before anything changes
+                inputs = _inputs.prepare("X", X, dtype)
+        if not (inputs is not None and type(y) is np.ndarray and y.ndim in (1, 2)
+                and y.shape[0] == X.shape[0] and y.dtype.kind in "iuf"
+                and (y.dtype.kind != "f" or np.isfinite(y).all())):
             kw = dict(accept_sparse=["csr", "csc", "coo"], ensure_all_finite=not direct,
                       dtype=(dtype.type, np.float64, np.float32))
-            if isinstance(y, str) and y == "no_validation":
-                return validate_data(self, X, reset=reset, **kw)
-            return validate_data(self, X, y, reset=reset, multi_output=True,
+            if no_y:
+                return validate_data(self, X, reset=reset, **kw), None, None
+            X, y = validate_data(self, X, y, reset=reset, multi_output=True,
                                  y_numeric=not isinstance(self, ClassifierMixin), **kw)
+            return X, y, inputs if inputs is not None and inputs.data is X else None
         name = type(self).__name__
         if reset:
             self.n_features_in_ = X.shape[1]
@@ -482,20 +491,18 @@ class _BaseMLP(BaseEstimator):
             if n is not None and X.shape[1] != n:
                 raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {n} "
                                  f"features as input.")
-        return X, y
+        return X, y, inputs
 
     def _validate_xy(self, X, y, reset, dtype, direct=False):
-        """``(X, y)`` checked; ``direct``: X, a C-ordered array of ``dtype``, is checked
-        for NaN and infinity by the caller (the compiled count the training would start
-        with), not here."""
-        X, y = self._validate(X, y, reset, dtype, direct)
+        """``(X, y, inputs)`` checked (see ``_validate``)."""
+        X, y, inputs = self._validate(X, y, reset, dtype, direct)
         if hasattr(X, "tocsr"):
             X = X.tocsr()  # the engine's first layer reads the nonzeros
         if hasattr(y, "toarray"):
             y = y.toarray()
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        return X, y
+        return X, y, inputs
 
     def _fit(self, X, y, incremental, classes=None, sample_weight=None):
         p = _check_params(self)
@@ -508,8 +515,7 @@ class _BaseMLP(BaseEstimator):
         # nonzeros the training starts with, done here (before any state changes)
         direct = (type(X) is np.ndarray and X.ndim == 2 and X.dtype == dtype
                   and X.flags.c_contiguous and X.flags.aligned and not p["early_stopping"])
-        X, y = self._validate_xy(X, y, reset=first, dtype=dtype, direct=direct)
-        inputs = _inputs.prepare("X", X, dtype) if direct else None
+        X, y, inputs = self._validate_xy(X, y, reset=first, dtype=dtype, direct=direct)
         targets, labels, mode = self._encode_targets(y, first, incremental, classes)
         n_outputs = self._n_outputs(targets, mode)
         if sample_weight is not None:

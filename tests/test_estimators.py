@@ -254,6 +254,8 @@ def test_data_read_in_place_with_nan_is_refused_before_anything_changes(bad, dty
         clf.fit(Xb, y)
     with pytest.raises(ValueError, match="NaN or infinite"):
         clf.partial_fit(Xb, y)
+    with pytest.raises(ValueError, match="NaN or infinite"):   # y through scikit-learn
+        clf.fit(Xb, [str(v) for v in y])
     for u, v in zip(clf.coefs_ + clf.intercepts_, before):
         np.testing.assert_array_equal(u, v)
     assert clf.loss_curve_ == curve
