@@ -466,10 +466,9 @@ class _BaseMLP(BaseEstimator):
         no_y = isinstance(y, str) and y == "no_validation"
         inputs = None
         if direct and X.shape[0] >= 1 and X.shape[1] >= 1:
-            with _threads(self.n_threads):   # refuses NaN before anything changes
-                inputs = _inputs.prepare("X", X, dtype)
+            inputs = self._checked_inputs(X, dtype)
         if not (inputs is not None and type(y) is np.ndarray and y.ndim in (1, 2)
-                and y.shape[0] == X.shape[0] and y.dtype.kind in "iuf"
+                and y.shape[0] == X.shape[0] and y.size and y.dtype.kind in "iuf"
                 and (y.dtype.kind != "f" or np.isfinite(y).all())):
             kw = dict(accept_sparse=["csr", "csc", "coo"], ensure_all_finite=not direct,
                       dtype=(dtype.type, np.float64, np.float32))
@@ -492,6 +491,25 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {n} "
                                  f"features as input.")
         return X, y, inputs
+
+    def _checked_inputs(self, X, dtype):
+        """X (read in place) as the training reads it, counted by the compiled pass that
+        also finds NaN and infinity: refused with scikit-learn's wording, and the row."""
+        try:
+            with _threads(self.n_threads):
+                return _inputs.prepare("X", X, dtype)
+        except ValueError:
+            pass
+        for a in range(0, X.shape[0], 4096):   # the first row that holds one, and which
+            ok = np.isfinite(X[a:a + 4096]).all(axis=1)
+            if not ok.all():
+                row = a + int(np.flatnonzero(~ok)[0])
+                break
+        else:  # pragma: no cover - the count and NumPy agree on what is finite
+            raise ValueError("Input X contains NaN or infinity.")
+        what = ("NaN" if np.isnan(X[row]).any() else
+                f"infinity or a value too large for {X.dtype!r}")
+        raise ValueError(f"Input X contains {what} (row {row}).")
 
     def _validate_xy(self, X, y, reset, dtype, direct=False):
         """``(X, y, inputs)`` checked (see ``_validate``)."""
@@ -653,18 +671,22 @@ class _BaseMLP(BaseEstimator):
 
 def _small_int_labels(y):
     """``(classes, indices)`` for a 1-D integer array ``y`` whose labels span a range
-    of at most twice its length (what ``unique_labels`` and a search give, by counting
-    instead of sorting); None for any other ``y``."""
+    of at most a quarter of its length (or 1024): what ``unique_labels`` and a search
+    give, by counting instead of sorting. None for any other ``y``, and for labels
+    that scikit-learn would warn look like a regression target (more than half of
+    more than 20 samples distinct): its path then gives the warning."""
     if type(y) is not np.ndarray or y.ndim != 1 or y.dtype.kind not in "iu" or not y.size:
         return None
     lo, hi = int(y.min()), int(y.max())
-    if hi - lo > max(1024, 2 * y.size):
+    if hi - lo > max(1024, y.size // 4) or hi > np.iinfo(np.intp).max:
         return None
     shifted = np.subtract(y, lo, dtype=np.intp)
     present = np.flatnonzero(np.bincount(shifted, minlength=hi - lo + 1))
+    if present.size > 2 and y.size > 20 and present.size > round(0.5 * y.size):
+        return None
     lut = np.zeros(hi - lo + 1, np.intp)
     lut[present] = np.arange(present.size)
-    return (present + lo).astype(y.dtype), lut[shifted]
+    return (present + lo).astype(y.dtype.newbyteorder("=")), lut[shifted]
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

@@ -207,23 +207,26 @@ def test_arbitrary_class_labels(labels):
 
 
 @pytest.mark.parametrize("labels", [[0, 1, 2], [-3, 7, 11], [5, 6], [2, 9, 900]])
-@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.int8])
-def test_integer_labels_counted_match_sorted(labels, dtype):
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.int8, ">i8"])
+def test_integer_labels_counted_match_sorted(labels, dtype, monkeypatch):
     """Integer labels in a short range are found by counting: the same classes_,
-    targets and so weights as labels that go through scikit-learn's sort."""
-    if np.iinfo(dtype).max < max(labels) or np.iinfo(dtype).min > min(labels):
+    targets and so weights as scikit-learn's sort gives."""
+    info = np.iinfo(np.dtype(dtype))
+    if info.max < max(labels) or info.min > min(labels):
         pytest.skip("labels outside the dtype")
     X, y = _easy(classes=len(labels))
     yl = np.asarray(labels, dtype=dtype)[y]
     counted = est_mod._small_int_labels(yl)
     assert counted is not None
     np.testing.assert_array_equal(counted[0], np.unique(yl))
-    assert counted[0].dtype == yl.dtype
+    assert counted[0].dtype == yl.dtype.newbyteorder("=")
     np.testing.assert_array_equal(counted[1], np.searchsorted(np.unique(yl), yl))
     kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
     a = MLPClassifier(**kw).fit(X, yl)
-    b = MLPClassifier(**kw).fit(X, list(yl))   # a list: scikit-learn's path
+    monkeypatch.setattr(est_mod, "_small_int_labels", lambda y: None)
+    b = MLPClassifier(**kw).fit(X, yl)   # scikit-learn's unique_labels and a search
     np.testing.assert_array_equal(a.classes_, b.classes_)
+    assert a.classes_.dtype == b.classes_.dtype
     for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
         np.testing.assert_array_equal(u, v)
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
@@ -231,10 +234,26 @@ def test_integer_labels_counted_match_sorted(labels, dtype):
 
 def test_labels_not_counted_when_spread_or_not_integers():
     assert est_mod._small_int_labels(np.array([0, 10**9, 5])) is None
+    assert est_mod._small_int_labels(np.array([2**64 - 10, 2**64 - 11], np.uint64)) is None
+    assert est_mod._small_int_labels(np.arange(40) % 30) is None   # scikit-learn warns
     assert est_mod._small_int_labels(np.array([0.0, 1.0])) is None
     assert est_mod._small_int_labels(np.array([[0, 1], [1, 0]])) is None
     assert est_mod._small_int_labels(np.array([], dtype=np.int64)) is None
     assert est_mod._small_int_labels([0, 1]) is None
+
+
+def test_labels_scikit_learn_warns_or_refuses_still_are():
+    X, _ = _easy(n=60)
+    X = X.astype(np.float32)
+    with pytest.warns(UserWarning, match="unique classes is greater than 50%"):
+        MLPClassifier(max_iter=1).fit(X[:40], np.arange(40) % 30)
+    huge = np.array([2**64 - 10, 2**64 - 11, 2**64 - 12] * 20, np.uint64)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1).fit(X, huge)
+    assert clf.classes_.dtype == np.uint64 and set(clf.predict(X)) <= set(huge)
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=1).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="0 feature"):   # y of no columns
+        reg.fit(np.ascontiguousarray(X[:, :3]), np.empty((60, 0)))
+    assert reg.n_features_in_ == X.shape[1]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -248,19 +267,25 @@ def test_data_read_in_place_with_nan_is_refused_before_anything_changes(bad, dty
     clf.fit(X, y)
     before = [w.copy() for w in clf.coefs_ + clf.intercepts_]
     curve = list(clf.loss_curve_)
+    state = (clf.n_iter_, clf.t_, list(clf.classes_), clf.n_features_in_)
     Xb = X.copy()
     Xb[17, 3] = bad
-    with pytest.raises(ValueError, match="NaN or infinite values \\(row 17\\)"):
+    # scikit-learn's words, and the row
+    what = "NaN" if np.isnan(bad) else "infinity or a value too large for dtype"
+    with pytest.raises(ValueError, match=f"Input X contains {what}.* \\(row 17\\)"):
         clf.fit(Xb, y)
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match=f"Input X contains {what}"):
         clf.partial_fit(Xb, y)
-    with pytest.raises(ValueError, match="NaN or infinite"):   # y through scikit-learn
+    with pytest.raises(ValueError, match=f"Input X contains {what}"):   # y through sklearn
         clf.fit(Xb, [str(v) for v in y])
+    with pytest.raises(ValueError, match=f"Input X contains {what}"):   # another width
+        clf.fit(np.ascontiguousarray(Xb[:, :9]), y)
     for u, v in zip(clf.coefs_ + clf.intercepts_, before):
         np.testing.assert_array_equal(u, v)
     assert clf.loss_curve_ == curve
+    assert (clf.n_iter_, clf.t_, list(clf.classes_), clf.n_features_in_) == state
     reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0, dtype=dtype)
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match=f"Input X contains {what}"):
         reg.fit(Xb, y.astype(float))
     yb = y.astype(dtype)
     yb[5] = bad
@@ -290,6 +315,11 @@ def test_data_read_in_place_keeps_sklearns_feature_checks():
     with pytest.warns(UserWarning, match="X does not have valid feature names, but "
                                          "MLPClassifier was fitted with feature names"):
         named.partial_fit(X, y)
+    Xb = X.copy()
+    Xb[3, 3] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        named.fit(Xb, y)   # refused: the names stay
+    np.testing.assert_array_equal(named.feature_names_in_, df.columns)
     named.fit(X, y)   # a refit on an array forgets the names
     assert not hasattr(named, "feature_names_in_") and named.n_features_in_ == 10
 
