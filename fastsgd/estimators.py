@@ -533,17 +533,35 @@ class _BaseMLP(BaseEstimator):
         # nonzeros the training starts with, done here (before any state changes)
         direct = (type(X) is np.ndarray and X.ndim == 2 and X.dtype == dtype
                   and X.flags.c_contiguous and X.flags.aligned and not p["early_stopping"])
-        X, y, inputs = self._validate_xy(X, y, reset=first, dtype=dtype, direct=direct)
-        targets, labels, mode = self._encode_targets(y, first, incremental, classes)
-        n_outputs = self._n_outputs(targets, mode)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                                 ensure_non_negative=True)
-        class_weight = getattr(self, "class_weight", None)
-        if class_weight is not None and mode in ("binary", "multiclass"):
-            cw = compute_sample_weight(class_weight, labels)
-            sample_weight = cw if sample_weight is None else sample_weight * cw
-        cost, out_act, c, c_loss = _cost_and_scales(self, mode, n_outputs)
+        # the checks set what scikit-learn's set (the width, feature names, classes);
+        # a refused fit puts them back, so that the fitted model loses nothing
+        saved = {k: self.__dict__[k] for k in _CHECKED_ATTRS if k in self.__dict__}
+        try:
+            X, y, inputs = self._validate_xy(X, y, reset=first, dtype=dtype, direct=direct)
+            targets, labels, mode = self._encode_targets(y, first, incremental, classes)
+            n_outputs = self._n_outputs(targets, mode)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                     ensure_non_negative=True)
+            class_weight = getattr(self, "class_weight", None)
+            if class_weight is not None and mode in ("binary", "multiclass"):
+                cw = compute_sample_weight(class_weight, labels)
+                sample_weight = cw if sample_weight is None else sample_weight * cw
+            cost, out_act, c, c_loss = _cost_and_scales(self, mode, n_outputs)
+            if not first:
+                hidden_now = [np.shape(w)[1] for w in self.coefs_[:-1]]
+                if hidden_now != p["hidden"]:
+                    raise ValueError(f"hidden_layer_sizes={self.hidden_layer_sizes!r} differs "
+                                     f"from the fitted network's {tuple(hidden_now)}: refit "
+                                     f"without warm_start")
+                if n_outputs != self.n_outputs_:
+                    raise ValueError(f"y has {n_outputs} outputs but the network was fitted "
+                                     f"with {self.n_outputs_}")
+        except BaseException:
+            for k in _CHECKED_ATTRS:
+                self.__dict__.pop(k, None)
+            self.__dict__.update(saved)
+            raise
         rs = check_random_state(self.random_state)
 
         with _threads(self.n_threads):
@@ -566,14 +584,6 @@ class _BaseMLP(BaseEstimator):
                     self.validation_scores_ = None
                     self.best_validation_score_ = None
             else:
-                hidden_now = [np.shape(w)[1] for w in self.coefs_[:-1]]
-                if hidden_now != p["hidden"]:
-                    raise ValueError(f"hidden_layer_sizes={self.hidden_layer_sizes!r} differs "
-                                     f"from the fitted network's {tuple(hidden_now)}: refit "
-                                     f"without warm_start")
-                if n_outputs != self.n_outputs_:
-                    raise ValueError(f"y has {n_outputs} outputs but the network was fitted "
-                                     f"with {self.n_outputs_}")
                 # a warm start may switch early stopping on or off
                 if p["early_stopping"] and self.validation_scores_ is None:
                     self.validation_scores_ = []
@@ -667,6 +677,10 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+#: the fitted attributes a fit's checks set (see ``_BaseMLP._fit``)
+_CHECKED_ATTRS = ("n_features_in_", "feature_names_in_", "classes_")
 
 
 def _small_int_labels(y):

@@ -293,6 +293,43 @@ def test_data_read_in_place_with_nan_is_refused_before_anything_changes(bad, dty
         reg.fit(X, yb)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_refused_refit_loses_nothing(dtype):
+    """A fit refused by its checks (one class, a negative weight, a warm start of
+    another shape) leaves the fitted attributes as they were, whether X is read in
+    place (float32) or goes through scikit-learn's checks (float64)."""
+    X, y = _easy()
+    X = X.astype(dtype)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    attrs = ("n_features_in_", "classes_", "n_iter_", "t_", "loss_curve_", "n_outputs_")
+
+    def state():
+        return [np.array(getattr(clf, a)).tolist() for a in attrs] + [
+            w.copy() for w in clf.coefs_ + clf.intercepts_]
+
+    before = state()
+    Xn = np.ascontiguousarray(X[:, :7])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        clf.fit(Xn, np.full(len(y), 5))
+    with pytest.raises(ValueError, match="Negative values"):
+        clf.fit(Xn, y + 10, sample_weight=-np.ones(len(y)))
+    clf.set_params(warm_start=True, hidden_layer_sizes=(9,))
+    with pytest.raises(ValueError, match="differs from the fitted network"):
+        clf.fit(X, y)
+    clf.set_params(hidden_layer_sizes=(8,))
+    with pytest.raises(ValueError, match="X has 7 features"):
+        clf.fit(Xn, y)
+    after = state()
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    pd = pytest.importorskip("pandas")
+    named = MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(
+        pd.DataFrame(X, columns=[f"f{i}" for i in range(10)]), y)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        named.fit(X, np.zeros(len(y), int))
+    assert list(named.feature_names_in_) == [f"f{i}" for i in range(10)]
+
+
 def test_data_read_in_place_keeps_sklearns_feature_checks():
     """Without scikit-learn's validate_data for an array read in place, the width and
     feature-name checks and errors are still scikit-learn's."""
