@@ -106,6 +106,14 @@ def _is_sparse(X):
     return hasattr(X, "tocsr") and hasattr(X, "nnz") and type(X).__module__.startswith("scipy")
 
 
+class NonFiniteRowError(ValueError):
+    """Data holds NaN or infinity; ``row`` is the first row that does."""
+
+    def __init__(self, name, row):
+        super().__init__(f"{name} contains NaN or infinite values (row {row})")
+        self.row = row
+
+
 def _check_finite_counting(name, X):
     """The nonzeros of each row of the float array X read in place (int64), counted by the
     compiled pass that :func:`dense_as_csr` starts with, which also finds the first row
@@ -118,7 +126,7 @@ def _check_finite_counting(name, X):
     counts = np.empty(X.shape[0], np.int64)
     bad = _ops.dense_csr_count(X, counts, X.dtype)
     if bad >= 0:
-        raise ValueError(f"{name} contains NaN or infinite values (row {bad})")
+        raise NonFiniteRowError(name, bad)
     return counts
 
 
@@ -130,7 +138,7 @@ def _check_finite_chunked(name, X, row0=0):
         chunk = X[a:a + CHECK_CHUNK_ROWS]
         if not np.isfinite(chunk).all():
             bad = a + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
-            raise ValueError(f"{name} contains NaN or infinite values (row {row0 + bad})")
+            raise NonFiniteRowError(name, row0 + bad)
 
 
 def _check_shape(name, shape, n_features):
@@ -333,7 +341,7 @@ def dense_as_csr(name, inputs, dtype, sparse_input="auto", *, first_layer="dense
     if auto and nnz > max_nnz:
         return inputs   # the dense path reads it (and reports a bad value where it does)
     if bad >= 0:
-        raise ValueError(f"{name} contains NaN or infinite values (row {bad})")
+        raise NonFiniteRowError(name, bad)
     return Inputs("csr", None, n, cols,
                   csr=_ops.dense_csr_arrays(X, indptr, dtype, inputs.scale),
                   converted_from=inputs.mode)

@@ -498,18 +498,10 @@ class _BaseMLP(BaseEstimator):
         try:
             with _threads(self.n_threads):
                 return _inputs.prepare("X", X, dtype)
-        except ValueError:
-            pass
-        for a in range(0, X.shape[0], 4096):   # the first row that holds one, and which
-            ok = np.isfinite(X[a:a + 4096]).all(axis=1)
-            if not ok.all():
-                row = a + int(np.flatnonzero(~ok)[0])
-                break
-        else:  # pragma: no cover - the count and NumPy agree on what is finite
-            raise ValueError("Input X contains NaN or infinity.")
-        what = ("NaN" if np.isnan(X[row]).any() else
-                f"infinity or a value too large for {X.dtype!r}")
-        raise ValueError(f"Input X contains {what} (row {row}).")
+        except _inputs.NonFiniteRowError as e:
+            what = ("NaN" if np.isnan(X[e.row]).any() else
+                    f"infinity or a value too large for {X.dtype!r}")
+            raise ValueError(f"Input X contains {what} (row {e.row}).") from None
 
     def _validate_xy(self, X, y, reset, dtype, direct=False):
         """``(X, y, inputs)`` checked (see ``_validate``)."""
@@ -632,7 +624,7 @@ class _BaseMLP(BaseEstimator):
                               seed=int(rs.randint(np.iinfo(np.int32).max)),
                               sparse_input=p["sparse_input"])
             self.n_iter_ = 0
-            if inputs is not None and inputs.data is X:
+            if inputs is not None:   # X itself, counted and checked
                 X = inputs
             trainer.fit(X, targets, epochs=1 if incremental else p["max_iter"],
                         callbacks=[rules], verbose=0, sample_weight=sample_weight)
