@@ -87,7 +87,9 @@ def test_regressor(dtype, outputs):
     (out,) = run(m, X)
     assert out.shape == (len(X), outputs)
     want = reg.predict(X).reshape(len(X), outputs)
-    np.testing.assert_allclose(out, want, rtol=1e-5, atol=ATOL[dtype])
+    # an output near 0 is the difference of terms as large as the largest outputs:
+    # its rounding is theirs (the generic path rounds each product, onnxruntime fuses)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=ATOL[dtype] * np.abs(want).max())
 
 
 def test_dtype_override_and_file(tmp_path):
