@@ -153,12 +153,16 @@ FSGD_DECLARE_OPS(double, f64)
 
 /* ---- input (sparse_tmpl.h) ------------------------------------------------
  * A CSR matrix: row r's nonzeros are data[k], column indices[k], for k in
- * [indptr[r], indptr[r + 1]). data has the network's dtype. */
+ * [indptr[r], indptr[r + 1]). data has the network's dtype. col_cum, when not
+ * NULL, holds n_in + 1 ascending prefix sums of a per-column work estimate
+ * (col_cum[0] = 0), by which a training step's team splits the columns
+ * between its threads; it never changes a result. */
 typedef struct {
     int64_t n_rows;
     const int64_t *indptr;
     const int32_t *indices;
     const void *data;
+    const int64_t *col_cum;
 } fsgd_csr;
 
 /* element types fsgd_convert_rows reads */
@@ -348,6 +352,7 @@ typedef struct fsgd_tuner {
     int64_t probes[2];   /* tries with [nthreads, one thread] */
     double per_row[2];   /* recent seconds per batch row with [nthreads, one thread] */
     int seen[2];
+    int64_t panel_calls; /* calls whose sparse first layer ran in panels (sparse_tmpl.h) */
 } fsgd_tuner;
 
 /* One training call of a team of up to nt replayed with given timings (for

@@ -105,6 +105,15 @@ static inline uint64_t fsgd_drop_threshold(double rate)
  * FSGD_RUN below). Bodies end with a barrier (the loops'
  * implicit one) unless they say otherwise. Work is split by independent rows,
  * columns or tiles only: no sum's order depends on the team's size. */
+#define FSGD_PANELS_MAX 8
+
+/* a spinning thread gives its core away now and then (sparse_tmpl.h's panels) */
+#if defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
+#define FSGD_HAVE_YIELD 1
+#else
+#define FSGD_HAVE_YIELD 0
+#endif
 typedef struct {
     char *scratch; /* shared by the team, sized before the region opens */
     char *buck;    /* a training step's sparse buckets (sparse_tmpl.h), or NULL */
@@ -112,6 +121,15 @@ typedef struct {
     int refused;   /* the optimizer's check pass found a non-finite value */
     double loss;
     int64_t correct;
+    /* A training step's sparse first layer split into panels of its input columns, one
+     * per thread (see "Panels" in sparse_tmpl.h), for a team of npanel (0: none):
+     * panel t holds columns [pcol[t], pcol[t + 1]), whose rows of W, dW and the
+     * optimizer's state lie at flat offsets [pflat[t], pflat[t + 1]). */
+    int npanel;
+    int pfail;   /* the panels' filing failed: the backward sorts instead */
+    int64_t pcol[FSGD_PANELS_MAX + 1];
+    int64_t pflat[FSGD_PANELS_MAX + 1];
+    char *pipe;  /* the panels' shared state (sparse_tmpl.h) */
 } fsgd_team;
 
 /* Threads worth a product of M x N x K: about 2 MFLOP per thread. */

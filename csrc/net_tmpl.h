@@ -455,18 +455,32 @@ static int FN(net_args)(const fsgd_net *net, int64_t rows, const T *X)
 }
 
 /* a call's team state: no error yet, and the scratch for the team of nt (with
-   room after it for a sparse first layer's buckets when buckets and they fit) */
+   room after it for a sparse first layer's buckets when buckets and they fit, and
+   then for its panels' state when a team of nt splits it into panels) */
 static int FN(team_start)(fsgd_team *team, const fsgd_net *net, int64_t rows,
                           const int64_t *x_rows, int backward, int buckets, int nt)
 {
     memset(team, 0, sizeof *team);
     const size_t need = FSGD_SP_ALIGN(FN(net_scratch)(net, rows, x_rows, backward, nt));
-    size_t bk = 0;
-    if (buckets && net->x_csr && net->layers[0].kind == FSGD_LAYER_DENSE)
-        bk = fsgd_sp_bk_bytes(rows, net->layers[0].n_in, nt, sizeof(FN(fsgd_sp_ent)));
-    team->scratch = (char *)fsgd_workspace(need + bk);
+    const fsgd_layer *L0 = &net->layers[0];
+    size_t bk = 0, pb = 0;
+    if (buckets && net->x_csr && L0->kind == FSGD_LAYER_DENSE)
+        bk = fsgd_sp_bk_bytes(rows, L0->n_in, nt, sizeof(FN(fsgd_sp_ent)));
+    /* panels: every thread two rows of every group at least, and a whole vector of
+       every path per row of Z */
+    if (bk && nt >= 2 && nt <= FSGD_PANELS_MAX && rows >= 4 * (int64_t)nt &&
+        L0->n_out >= 16 && fsgd_sp_panel_cols(net->x_csr, L0->n_in, nt, team->pcol))
+        pb = fsgd_sp_pipe_bytes(rows, L0->n_out, nt, sizeof(T));
+    team->scratch = (char *)fsgd_workspace(need + bk + pb);
     if (!team->scratch) return FSGD_ERR_ALLOC;
     if (bk) team->buck = (char *)FSGD_SP_ALIGN((uintptr_t)(team->scratch + need));
+    if (pb) {
+        team->npanel = nt;
+        team->pipe = (char *)FSGD_SP_ALIGN((uintptr_t)(team->buck + bk));
+        for (int t = 0; t <= nt; t++) team->pflat[t] = L0->w_offset + team->pcol[t] * L0->n_out;
+        memset(fsgd_sp_pipe_at(team->pipe, rows, L0->n_out, sizeof(T)).prog, 0,
+               (size_t)nt * 64);
+    }
     return FSGD_OK;
 }
 
@@ -579,6 +593,7 @@ int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
                                 &team));
     if (net->tuner && full > 1)
         fsgd_tuner_record(net->tuner, nt, probe, fsgd_now() - t0, rows);
+    if (net->tuner && nt > 1 && team.npanel == nt) net->tuner->panel_calls++;
     *loss = team.loss;
     *correct = team.correct;
     if (team.status) return team.status;

@@ -290,8 +290,10 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
     return FSGD_OK;
 }
 
-/* The team body: the check pass over each thread's part of the flat range, a
- * barrier, then the write pass over the same part unless any part refused.
+/* The team body: the check pass over each thread's part of the flat range (after
+ * a forward in panels, each thread's panel of the first layer's W and a share of
+ * the rest), a barrier, then the write pass over the same part unless any part
+ * refused.
  * team->refused says how it went. No barrier after the write pass: the
  * region's end (or the caller's barrier) waits for it. */
 static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
@@ -306,14 +308,33 @@ static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
     /* a streaming pass: worth a second thread from a few thousand elements */
     const int64_t useful = n / 4096 > 0 ? n / 4096 : 1;
     const int parts = useful < k ? (int)useful : k;
-    const int64_t lo = t < parts ? n * t / parts : n, hi = t < parts ? n * (t + 1) / parts : n;
-    if (FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 0, lo, hi))
-        FSGD_TEAM_SET(team->refused, 1);
+    /* thread t's ranges: its share of the flat range, or, after a forward in panels
+       (sparse_tmpl.h), its panel's rows of the first layer's W and its share of the
+       elements before and after them */
+    int64_t lo[3], hi[3];
+    int nr = 1;
+    lo[0] = t < parts ? n * t / parts : n;
+    hi[0] = t < parts ? n * (t + 1) / parts : n;
+    if (k > 1 && team->npanel == k) {
+        const int64_t a = team->pflat[0], b = team->pflat[k];
+        lo[0] = team->pflat[t];
+        hi[0] = team->pflat[t + 1];
+        lo[1] = a * t / k;
+        hi[1] = a * (t + 1) / k;
+        lo[2] = b + (n - b) * t / k;
+        hi[2] = b + (n - b) * (t + 1) / k;
+        nr = 3;
+    }
+    int bad = 0;
+    for (int i = 0; i < nr; i++)
+        bad |= FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 0, lo[i], hi[i]);
+    if (bad) FSGD_TEAM_SET(team->refused, 1);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
     if (!fsgd_team_get(&team->refused))
-        FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo, hi);
+        for (int i = 0; i < nr; i++)
+            FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo[i], hi[i]);
 }
 
 int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *plan)

@@ -18,7 +18,10 @@
  * about 5% less time per epoch than the tiles (the filing costs the forward
  * most of what it saves the backward: its stores scatter over every column).
  * A bucket that would overflow (a column repeated in a row), a bad index or
- * a batch over the budget leaves the backward to the methods below.
+ * a batch over the budget leaves the backward to the methods below. A team
+ * of two to eight threads splits the training step by input columns instead
+ * of batch rows (see Panels), so that each core keeps its own rows of W, dW
+ * and the optimizer's state.
  *
  * Backward: D becomes dL/dZ (fsgd_act_backward), then dW = X^T D, then
  * db = the column sums of D (fsgd_col_sums). Every element of dW is summed
@@ -104,13 +107,17 @@ static inline int fsgd_sp_span(const fsgd_csr *X, const int64_t *x_rows, int64_t
     return 1;
 }
 
-/* indptr entry of batch row q, if q < r1 */
+/* indptr entry of batch row q, if q < r1 (the empty asm keeps the compiler from
+   dropping the prefetch) */
 static inline void fsgd_sp_prefetch_ptr(const fsgd_csr *X, const int64_t *x_rows, int64_t q,
                                         int64_t r1)
 {
     if (q >= r1) return;
     const int64_t xr = x_rows ? x_rows[q] : q;
-    if (xr >= 0 && xr < X->n_rows) __builtin_prefetch(X->indptr + xr);
+    if (xr >= 0 && xr < X->n_rows) {
+        __builtin_prefetch(X->indptr + xr);
+        __asm__ volatile("");
+    }
 }
 
 /* indices and values of batch row q, if q < r1 (the empty asm keeps the
@@ -133,6 +140,29 @@ static inline void fsgd_sp_prefetch_data(const fsgd_csr *X, const int64_t *x_row
     }
 }
 
+/* the same for the part [t / k, (t + 1) / k) of the row (and 16 nonzeros either side):
+   about what panel t of k will read of it (see Panels) */
+static inline void fsgd_sp_prefetch_part(const fsgd_csr *X, const int64_t *x_rows, int64_t q,
+                                         int64_t r1, int64_t tsize, int t, int k)
+{
+    int64_t k0, k1;
+    if (q >= r1 || !fsgd_sp_span(X, x_rows, q, &k0, &k1)) return;
+    const int64_t n = k1 - k0;
+    int64_t a = k0 + n * t / k - 16, b = k0 + n * (t + 1) / k + 16;
+    a = a < k0 ? k0 : a;
+    b = b > k1 ? k1 : b;
+    const char *pi = (const char *)(X->indices + a);
+    for (int64_t o = 0; o < (b - a) * (int64_t)sizeof(int32_t); o += 64) {
+        __builtin_prefetch(pi + o, 0, 1);
+        __asm__ volatile("");
+    }
+    const char *pv = (const char *)X->data + a * tsize;
+    for (int64_t o = 0; o < (b - a) * tsize; o += 64) {
+        __builtin_prefetch(pv + o, 0, 1);
+        __asm__ volatile("");
+    }
+}
+
 static inline void fsgd_sp_prefetch_start(const fsgd_csr *X, const int64_t *x_rows, int64_t r0,
                                           int64_t r1, int64_t tsize)
 {
@@ -145,6 +175,21 @@ static inline void fsgd_sp_prefetch_step(const fsgd_csr *X, const int64_t *x_row
 {
     fsgd_sp_prefetch_ptr(X, x_rows, r + 2 * FSGD_SP_AHEAD, r1);
     fsgd_sp_prefetch_data(X, x_rows, r + FSGD_SP_AHEAD, r1, tsize);
+}
+
+/* fsgd_sp_prefetch_start and fsgd_sp_prefetch_step for panel t of k */
+static inline void fsgd_sp_pprefetch_start(const fsgd_csr *X, const int64_t *x_rows, int64_t r1,
+                                           int64_t tsize, int t, int k)
+{
+    for (int64_t q = 0; q < FSGD_SP_LEAD; q++)
+        fsgd_sp_prefetch_part(X, x_rows, q, r1, tsize, t, k);
+}
+
+static inline void fsgd_sp_pprefetch_step(const fsgd_csr *X, const int64_t *x_rows, int64_t r,
+                                          int64_t r1, int64_t tsize, int t, int k)
+{
+    fsgd_sp_prefetch_ptr(X, x_rows, r + 2 * FSGD_SP_AHEAD, r1);
+    fsgd_sp_prefetch_part(X, x_rows, r + FSGD_SP_AHEAD, r1, tsize, t, k);
 }
 
 /* column index j of a nonzero outside [0, n_in) (a negative j wraps to a huge value) */
@@ -480,6 +525,209 @@ static inline void fsgd_sp_bk_range(const fsgd_sp_bk_seg *seg, int64_t n_in, int
         for (const ET *en1_ = en + seg[p_].cnt[j]; en < en1_; en++) STMT;                     \
     }
 
+/* Panels: a training step of a team of k threads (2 <= k <= FSGD_PANELS_MAX) with
+ * buckets splits the first layer's input columns into k panels of whole 64-byte
+ * lines of counts, thread t taking panel t's nonzeros of every batch row, its
+ * buckets, its rows of dW (the backward) and its rows of W and of the optimizer's
+ * state (the step; fsgd_team's pflat). No line of W, dW or the state then passes
+ * between the cores, where a split by batch rows makes every core read all of W
+ * and the step take each line it writes from another core. The sums keep their
+ * order: batch rows go in groups, thread t sums its panel of a group's rows onto
+ * the partial sums thread t - 1 left for them (their row's nonzeros so far, in
+ * CSR order, bias first) once thread t - 1 is done with the group, so each
+ * element takes the same operations as on one thread, and the bits are the
+ * same. The walk of panel t stops at a row's first column at or past the
+ * panel's end (the next thread goes on from there), so a row whose columns are
+ * not ascending still sums in CSR order; its nonzeros outside the panel are not
+ * filed, and the backward sorts the batch instead. The panels' bounds follow
+ * fsgd_csr's col_cum (a sample's nonzeros per column) where the caller gave it;
+ * they decide who does what, never what is computed.
+ * The shared state, from a 64-byte aligned start:
+ *   kpos, kend  per batch row: where the next panel's walk starts, where the
+ *               row ends (its first bad column, if any);
+ *   part[2]     partial sums, rows x n_out each: thread t reads part[(t-1)&1]
+ *               and writes part[t&1], the last thread writes Z;
+ *   prog        per thread, on a line of its own: groups done. */
+typedef struct {
+    int64_t *kpos, *kend;
+    char *part[2];
+    int *prog;
+    int64_t group;
+} fsgd_sp_pipe;
+
+#define FSGD_SP_PROG_STRIDE 16 /* ints: one 64-byte line each */
+
+static inline size_t fsgd_sp_pipe_bytes(int64_t rows, int64_t n_out, int k, size_t tsize)
+{
+    return 2 * FSGD_SP_ALIGN((size_t)rows * sizeof(int64_t)) +
+           2 * FSGD_SP_ALIGN((size_t)rows * (size_t)n_out * tsize) + (size_t)k * 64 + 64;
+}
+
+static inline fsgd_sp_pipe fsgd_sp_pipe_at(char *p, int64_t rows, int64_t n_out, size_t tsize)
+{
+    fsgd_sp_pipe P;
+    const size_t ib = FSGD_SP_ALIGN((size_t)rows * sizeof(int64_t));
+    const size_t pb = FSGD_SP_ALIGN((size_t)rows * (size_t)n_out * tsize);
+    P.kpos = (int64_t *)p;
+    P.kend = (int64_t *)(p + ib);
+    P.part[0] = p + 2 * ib;
+    P.part[1] = p + 2 * ib + pb;
+    P.prog = (int *)(p + 2 * ib + 2 * pb);
+    /* about 16 groups of an even number of rows (pairs) */
+    P.group = ((rows / 16) + 1) & ~(int64_t)1;
+    if (P.group < 2) P.group = 2;
+    return P;
+}
+
+/* the bounds pcol[0..k] of a team of k's panels (see Panels): whole lines of
+   counts, about equal shares of X->col_cum but for the last thread's, 15% smaller
+   (it also waits for the others' last rows and applies the activation; on MNIST,
+   two threads, a step about 3% faster than equal shares), or equal numbers of
+   columns without it; 0 when the layer has fewer than two lines of columns per
+   thread */
+static inline int fsgd_sp_panel_cols(const fsgd_csr *X, int64_t n_in, int k, int64_t *pcol)
+{
+    const int64_t line = 64 / (int64_t)sizeof(int32_t);
+    if (k < 2 || n_in < 2 * line * k) return 0;
+    const int64_t *cum = X->col_cum;
+    const double total = cum ? (double)cum[n_in] : 0.0;
+    pcol[0] = 0;
+    pcol[k] = n_in;
+    for (int t = 1; t < k; t++) {
+        int64_t j = n_in * t / k;
+        if (cum && total > 0.0) {
+            const double want = total * t / ((double)k - 0.15);
+            int64_t lo = 0, hi = n_in;
+            while (lo < hi) {
+                const int64_t mid = lo + (hi - lo) / 2;
+                if ((double)cum[mid] < want) lo = mid + 1;
+                else hi = mid;
+            }
+            j = lo;
+        }
+        j = (j + line / 2) / line * line;
+        const int64_t least = pcol[t - 1] + line, most = n_in - line * (k - t);
+        pcol[t] = j < least ? least : (j > most ? most : j);
+    }
+    return 1;
+}
+
+/* the end of the group of batch rows that starts at g0: groups of up to P->group
+   rows, smaller at both ends (2, 2, 4, 8, ... and ..., 8, 4, 2, 2 rows), where one
+   thread waits for the other's first group and the other for its last one */
+static inline int64_t fsgd_sp_group_end(const fsgd_sp_pipe *P, int64_t g0, int64_t rows)
+{
+    int64_t n = P->group;
+    if (g0 < n) n = g0 < 2 ? 2 : g0;
+    const int64_t half = ((rows - g0) / 2) & ~(int64_t)1;
+    if (half < n) n = half < 2 ? 2 : half;
+    return g0 + n < rows ? g0 + n : rows;
+}
+
+/* wait until thread u has finished `want` groups */
+static inline void fsgd_sp_wait(const fsgd_sp_pipe *P, int u, int want)
+{
+    const int *flag = P->prog + (size_t)u * FSGD_SP_PROG_STRIDE;
+    unsigned spins = 0;
+    while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < want) {
+#if FSGD_X86
+        __builtin_ia32_pause();
+#endif
+#if FSGD_HAVE_YIELD
+        if (++spins % 4096 == 0) sched_yield(); /* a core shared with other work */
+#else
+        (void)spins;
+#endif
+    }
+}
+
+static inline void fsgd_sp_publish(const fsgd_sp_pipe *P, int t, int done)
+{
+    __atomic_store_n(P->prog + (size_t)t * FSGD_SP_PROG_STRIDE, done, __ATOMIC_RELEASE);
+}
+
+/* where batch row r's walk in this panel starts and where the row ends */
+static inline void fsgd_sp_pstart(const fsgd_csr *X, const int64_t *x_rows,
+                                  const fsgd_sp_pipe *P, int t, int64_t r, int64_t *k,
+                                  int64_t *e, int *bad)
+{
+    if (t == 0) {
+        if (!fsgd_sp_span(X, x_rows, r, k, e)) *bad = 1; /* no nonzeros: the bias alone */
+    } else {
+        *k = P->kpos[r];
+        *e = P->kend[r];
+    }
+}
+
+/* the end of panel [.., hi)'s walk of a row from k (to e): its first column at or
+   past hi; a column outside [0, n_in) there ends the row (and sets bad). Records
+   where the next panel starts. */
+static inline int64_t fsgd_sp_pstop(const int32_t *idx, const fsgd_sp_pipe *P, int64_t r,
+                                    int64_t k, int64_t e, int64_t hi, int64_t n_in, int *bad)
+{
+    while (k < e && (uint64_t)(int64_t)idx[k] < (uint64_t)hi) k++;
+    if (k < e && FSGD_SP_BAD_COL(idx[k], n_in)) {
+        *bad = 1;
+        e = k;
+    }
+    P->kpos[r] = k;
+    P->kend[r] = e;
+    return k;
+}
+
+/* files nonzero k (column j) of batch row ra in this panel's buckets, while fa: a
+   column before the panel (a row whose columns are not ascending) fails the filing */
+#define FSGD_SP_FILE_P(j, k)                                                                  \
+    if (fa) {                                                                                 \
+        if ((j) < plo) {                                                                      \
+            fa = 0;                                                                           \
+            bfail = 1;                                                                        \
+        } else {                                                                              \
+            FSGD_SP_FILE1(bcnt, bent, bcap, ra, j, val[k], fa = 0; bfail = 1);                \
+        }                                                                                     \
+    }
+
+/* A panel's forward of one row (from pa, to za; its nonzeros [k0, k1), all inside
+ * [0, n_in)), columns [c, c + NV * VL); the first block also files them while fa. */
+#define FSGD_SP_FWDP1_BLOCK(T, VT, VL, NV)                                                    \
+    do {                                                                                      \
+        VT acc_[NV];                                                                          \
+        FSGD_SP_LOAD(VT, VL, NV, acc_, pa + c);                                               \
+        for (int64_t ka_ = k0; ka_ < k1; ka_++) {                                             \
+            const int64_t ja_ = idx[ka_];                                                     \
+            FSGD_SP_ACC(VT, VL, NV, acc_, val[ka_], W + ja_ * n_out + c);                     \
+            FSGD_SP_FILE_P(ja_, ka_)                                                          \
+        }                                                                                     \
+        FSGD_SP_STORE(VT, VL, NV, za + c, acc_);                                              \
+        fa = 0;                                                                               \
+    } while (0)
+
+/* The same for two rows at once (row ra's [k0, k1) from pa to za, row rb's [m0, m1)
+ * from pb to zb), their nonzeros in turn, as FSGD_SP_FWD2_BLOCK. */
+#define FSGD_SP_FWDP2_BLOCK(T, VT, VL, NV)                                                    \
+    do {                                                                                      \
+        VT acc_[NV], acc2_[NV];                                                               \
+        FSGD_SP_LOAD(VT, VL, NV, acc_, pa + c);                                               \
+        FSGD_SP_LOAD(VT, VL, NV, acc2_, pb + c);                                              \
+        int64_t ka_ = k0, kb_ = m0;                                                           \
+        for (; ka_ < k1 && kb_ < m1; ka_++, kb_++) {                                          \
+            const int64_t ja_ = idx[ka_], jb_ = idx[kb_];                                     \
+            FSGD_SP_ACC(VT, VL, NV, acc_, val[ka_], W + ja_ * n_out + c);                     \
+            FSGD_SP_ACC(VT, VL, NV, acc2_, val[kb_], W + jb_ * n_out + c);                    \
+            FSGD_SP_FILE_P(ja_, ka_)                                                          \
+        }                                                                                     \
+        for (; ka_ < k1; ka_++) {                                                             \
+            const int64_t ja_ = idx[ka_];                                                     \
+            FSGD_SP_ACC(VT, VL, NV, acc_, val[ka_], W + ja_ * n_out + c);                     \
+            FSGD_SP_FILE_P(ja_, ka_)                                                          \
+        }                                                                                     \
+        for (; kb_ < m1; kb_++)                                                               \
+            FSGD_SP_ACC(VT, VL, NV, acc2_, val[kb_], W + (int64_t)idx[kb_] * n_out + c);      \
+        FSGD_SP_STORE(VT, VL, NV, za + c, acc_);                                              \
+        FSGD_SP_STORE(VT, VL, NV, zb + c, acc2_);                                             \
+        fa = 0;                                                                               \
+    } while (0)
+
 /* Backward from the buckets, row j of dW, columns [c, c + NV * VL): the
  * accumulators start at zero and take the column's entries in batch order. */
 #define FSGD_SP_BKT_BLOCK(T, VT, VL, NV)                                                      \
@@ -605,6 +853,81 @@ static inline void fsgd_sp_bk_range(const fsgd_sp_bk_seg *seg, int64_t n_in, int
         return bad ? FSGD_ERR_ARG : FSGD_OK;                                                  \
     }                                                                                         \
                                                                                               \
+    TGT static int fsgd_sp_fwdp_##PATH##_##SFX_(int t, int k, int64_t rows, int64_t n_in,     \
+                                                int64_t n_out, const fsgd_csr *X,             \
+                                                const int64_t *x_rows, const T *W, const T *b,\
+                                                int act, T slope, T *Z,                       \
+                                                const fsgd_sp_bk_seg *bk,                     \
+                                                const fsgd_sp_pipe *P, const int64_t *pcol,   \
+                                                int *pfail)                                   \
+    {                                                                                         \
+        const T *val = (const T *)X->data;                                                    \
+        const int32_t *idx = X->indices;                                                      \
+        typedef fsgd_sp_ent_##SFX_ bk_ent_t;                                                  \
+        int bad = 0, bfail = 0;                                                               \
+        int32_t *bcnt = bk->cnt;                                                              \
+        bk_ent_t *bent = (bk_ent_t *)bk->ent;                                                 \
+        const int64_t bcap = bk->cap;                                                         \
+        const int64_t plo = pcol[t], phi = pcol[t + 1];                                       \
+        const int last = t == k - 1;                                                          \
+        const T *in = t > 0 ? (const T *)P->part[(t - 1) & 1] : NULL;                         \
+        T *out = last ? Z : (T *)P->part[t & 1];                                              \
+        const size_t row_bytes = (size_t)n_out * sizeof(T);                                   \
+        memset(bcnt + plo, 0, (size_t)(phi - plo) * sizeof(int32_t));                         \
+        fsgd_sp_pprefetch_start(X, x_rows, rows, sizeof(T), t, k);                            \
+        int done = 0;                                                                         \
+        for (int64_t g0 = 0, g1; g0 < rows; g0 = g1) {                                        \
+            g1 = fsgd_sp_group_end(P, g0, rows);                                              \
+            if (t > 0) {                                                                      \
+                fsgd_sp_wait(P, t - 1, done + 1);                                             \
+                for (int64_t q = g0; q < g1; q++)                                             \
+                    for (size_t o = 0; o < row_bytes; o += 64)                                \
+                        __builtin_prefetch((const char *)(in + q * n_out) + o);               \
+            }                                                                                 \
+            for (int64_t r = g0; r < g1; r++) {                                               \
+                fsgd_sp_pprefetch_step(X, x_rows, r, rows, sizeof(T), t, k);                  \
+                const int64_t ra = r;                                                         \
+                int64_t k0, k1, m0 = 0, m1 = 0;                                               \
+                fsgd_sp_pstart(X, x_rows, P, t, r, &k0, &k1, &bad);                           \
+                k1 = fsgd_sp_pstop(idx, P, r, k0, k1, phi, n_in, &bad);                       \
+                const T *pa = t > 0 ? in + r * n_out : b;                                     \
+                T *restrict za = out + r * n_out;                                             \
+                int fa = !bfail;                                                              \
+                int64_t c = 0;                                                                \
+                if (r + 1 < g1) {                                                             \
+                    fsgd_sp_pprefetch_step(X, x_rows, r + 1, rows, sizeof(T), t, k);          \
+                    const int64_t rb = r + 1;                                                 \
+                    fsgd_sp_pstart(X, x_rows, P, t, rb, &m0, &m1, &bad);                      \
+                    m1 = fsgd_sp_pstop(idx, P, rb, m0, m1, phi, n_in, &bad);                  \
+                    const T *pb = t > 0 ? in + rb * n_out : b;                                \
+                    T *restrict zb = out + rb * n_out;                                        \
+                    FSGD_SP_BLOCKS2(FSGD_SP_FWDP2_BLOCK, T, VT, VL);                          \
+                    if (c < n_out) {                                                          \
+                        c = n_out - (VL);                                                     \
+                        FSGD_SP_FWDP2_BLOCK(T, VT, VL, 1);                                    \
+                    }                                                                         \
+                    if (last && act != FSGD_ACT_LINEAR) {                                     \
+                        act_row_##SFX_(act, slope, n_out, za);                                \
+                        act_row_##SFX_(act, slope, n_out, zb);                                \
+                    }                                                                         \
+                    if (!bfail)                                                               \
+                        bfail = fsgd_sp_pfile_##SFX_(rb, m0, m1, plo, idx, val, bk);          \
+                    r++;                                                                      \
+                    continue;                                                                 \
+                }                                                                             \
+                FSGD_SP_BLOCKS(FSGD_SP_FWDP1_BLOCK, T, VT, VL);                               \
+                if (c < n_out) {                                                              \
+                    c = n_out - (VL);                                                         \
+                    FSGD_SP_FWDP1_BLOCK(T, VT, VL, 1);                                        \
+                }                                                                             \
+                if (last && act != FSGD_ACT_LINEAR) act_row_##SFX_(act, slope, n_out, za);    \
+            }                                                                                 \
+            fsgd_sp_publish(P, t, ++done);                                                    \
+        }                                                                                     \
+        *pfail = bfail;                                                                       \
+        return bad ? FSGD_ERR_ARG : FSGD_OK;                                                  \
+    }                                                                                         \
+                                                                                              \
     TGT static int fsgd_sp_tile_##PATH##_##SFX_(int64_t j0, int64_t j1, int64_t J,            \
                                                 int64_t rows, int64_t n_out,                  \
                                                 const fsgd_csr *X, const T *D, int64_t *cur,  \
@@ -685,6 +1008,8 @@ static inline void fsgd_sp_bk_range(const fsgd_sp_bk_seg *seg, int64_t n_in, int
     [FSGD_SIMD_##PATH] = fsgd_sp_tile_##PATH##_##SFX_,
 #define FSGD_SP_BKT_ENTRY(PATH, SFX_, T, VT, VL, TGT)                                         \
     [FSGD_SIMD_##PATH] = fsgd_sp_bkt_##PATH##_##SFX_,
+#define FSGD_SP_FWDP_ENTRY(PATH, SFX_, T, VT, VL, TGT)                                        \
+    [FSGD_SIMD_##PATH] = fsgd_sp_fwdp_##PATH##_##SFX_,
 
 #endif /* FSGD_SPARSE_ONCE */
 
@@ -706,6 +1031,22 @@ static inline int FN(fsgd_sp_file)(int64_t r, int64_t k0, int64_t k1, int64_t n_
     return 0;
 }
 
+/* the same for a panel's walk (see Panels): its columns lie in [0, n_in); one before
+   lo, the panel's first, fails the filing */
+static inline int FN(fsgd_sp_pfile)(int64_t r, int64_t k0, int64_t k1, int64_t lo,
+                                    const int32_t *idx, const T *val, const fsgd_sp_bk_seg *bk)
+{
+    FN(fsgd_sp_ent) *ent = (FN(fsgd_sp_ent) *)bk->ent;
+    int32_t *cnt = bk->cnt;
+    const int64_t cap = bk->cap;
+    for (int64_t k = k0; k < k1; k++) {
+        const int64_t j = idx[k];
+        if (j < lo) return 1;
+        FSGD_SP_FILE1(cnt, ent, cap, r, j, val[k], return 1);
+    }
+    return 0;
+}
+
 FSGD_CAT(FSGD_SP_PATHS, SFX)(FSGD_SP_DEFINE)
 
 typedef int (*FN(csr_fwd_fn))(int64_t, int64_t, int64_t, int64_t, const fsgd_csr *,
@@ -719,6 +1060,12 @@ typedef void (*FN(csr_bwd_fn))(int64_t, int64_t, int64_t, const int64_t *, int64
                                const FN(fsgd_sp_ent) *, const T *, int, T *);
 static const FN(csr_fwd_fn) FN(csr_fwd_table)[FSGD_SIMD_COUNT] = {
     FSGD_CAT(FSGD_SP_PATHS, SFX)(FSGD_SP_FWD_ENTRY)};
+typedef int (*FN(csr_fwdp_fn))(int, int, int64_t, int64_t, int64_t, const fsgd_csr *,
+                               const int64_t *, const T *, const T *, int, T, T *,
+                               const fsgd_sp_bk_seg *, const fsgd_sp_pipe *, const int64_t *,
+                               int *);
+static const FN(csr_fwdp_fn) FN(csr_fwdp_table)[FSGD_SIMD_COUNT] = {
+    FSGD_CAT(FSGD_SP_PATHS, SFX)(FSGD_SP_FWDP_ENTRY)};
 static const FN(csr_bwd_fn) FN(csr_bwd_table)[FSGD_SIMD_COUNT] = {
     FSGD_CAT(FSGD_SP_PATHS, SFX)(FSGD_SP_BWD_ENTRY)};
 typedef int (*FN(csr_tile_fn))(int64_t, int64_t, int64_t, int64_t, int64_t, const fsgd_csr *,
@@ -823,7 +1170,8 @@ static void FN(csr_sort_team)(int64_t rows, int64_t n_in, const fsgd_csr *X,
 
 /* Team body of the forward: Z[r, :] = f(b + sum over the nonzeros (j, v) of
  * row r, in CSR order, of v * W[j, :]); each thread a range of batch rows,
- * two rows at a time. Ends with a barrier. */
+ * two rows at a time, or, in a training step whose team has panels (see
+ * Panels), each thread its panel of every row. Ends with a barrier. */
 static void FN(csr_forward_team)(int64_t rows, int64_t n_in, int64_t n_out, const fsgd_csr *X,
                                  const int64_t *x_rows, const T *W, const T *b, int act,
                                  T slope, T *Z, fsgd_team *team)
@@ -832,6 +1180,24 @@ static void FN(csr_forward_team)(int64_t rows, int64_t n_in, int64_t n_out, cons
 #ifdef _OPENMP
     k = omp_get_num_threads();
 #endif
+    if (k > 1 && team->npanel == k) {
+        int t = 0, pfail = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        const fsgd_sp_bk_seg S = fsgd_sp_bk_at(team->buck, rows, n_in, 1, 0,
+                                               sizeof(FN(fsgd_sp_ent)));
+        const fsgd_sp_pipe P = fsgd_sp_pipe_at(team->pipe, rows, n_out, sizeof(T));
+        const int st = FN(csr_fwdp_table)[FN(csr_path)()](t, k, rows, n_in, n_out, X, x_rows, W,
+                                                          b, act, slope, Z, &S, &P, team->pcol,
+                                                          &pfail);
+        if (st) FSGD_TEAM_SET(team->status, st);
+        if (pfail) FSGD_TEAM_SET(team->pfail, 1);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        return;
+    }
     const FN(csr_fwd_fn) fwd = FN(csr_fwd_table)[FN(csr_path)()];
     char *bk = k <= FSGD_SP_BK_SEGS ? team->buck : NULL;
     FSGD_OMP_FOR
@@ -860,7 +1226,17 @@ static void FN(csr_backward_team)(int64_t rows, int64_t n_in, int64_t n_out, con
     k = omp_get_num_threads();
 #endif
     fsgd_sp_bk_seg seg[FSGD_SP_BK_SEGS];
-    int filed = team->buck && k <= FSGD_SP_BK_SEGS;
+    const int panels = k > 1 && team->npanel == k;
+    if (panels && !fsgd_team_get(&team->pfail)) {
+        /* each thread its panel's rows of dW, from the buckets it filed */
+        seg[0] = fsgd_sp_bk_at(team->buck, rows, n_in, 1, 0, sizeof(FN(fsgd_sp_ent)));
+        if (team->pcol[t] < team->pcol[t + 1])
+            FN(csr_bkt_table)[FN(csr_path)()](team->pcol[t], team->pcol[t + 1], n_out, seg, 1,
+                                              D, dW);
+        FN(col_sums_team)(rows, n_out, D, db);
+        return;
+    }
+    int filed = !panels && team->buck && k <= FSGD_SP_BK_SEGS;
     for (int p = 0; filed && p < k; p++) {
         seg[p] = fsgd_sp_bk_at(team->buck, rows, n_in, k, p, sizeof(FN(fsgd_sp_ent)));
         filed = !*seg[p].flag;

@@ -69,6 +69,7 @@ cdef extern from "fsgd.h" nogil:
         const int64_t *indptr
         const int32_t *indices
         const void *data
+        const int64_t *col_cum
 
     ctypedef struct fsgd_layer:
         int kind
@@ -96,6 +97,7 @@ cdef extern from "fsgd.h" nogil:
         int64_t probes[2]
         double per_row[2]
         int seen[2]
+        int64_t panel_calls
 
     ctypedef struct fsgd_net:
         int n_layers

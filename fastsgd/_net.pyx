@@ -201,6 +201,35 @@ cdef class Update:
         return True
 
 
+cdef object _column_work(indptr, indices, int64_t n_in):
+    """Prefix sums (n_in + 1, from 0) of an estimate of each input column's share
+    of a training step's work on sparse input: the nonzeros in it of up to 2048
+    evenly spaced rows, plus a share for the column's own row of W. A training
+    step's team splits the first layer's columns between its threads by them
+    (csrc/sparse_tmpl.h, "Panels"); they never change a result."""
+    cum = np.zeros(n_in + 1, np.int64)
+    cdef int64_t[::1] c = cum
+    cdef const int64_t[::1] ip = indptr
+    cdef const int32_t[::1] ix = indices
+    cdef int64_t n = ip.shape[0] - 1, m = ix.shape[0]
+    cdef int64_t s = n if n < 2048 else 2048
+    cdef int64_t i, r, k, k0, k1, j, total = 0, extra
+    with nogil:
+        for i in range(s):
+            r = i * n // s
+            k0 = ip[r] if ip[r] > 0 else 0
+            k1 = ip[r + 1] if ip[r + 1] < m else m
+            for k in range(k0, k1):
+                j = ix[k]
+                if 0 <= j < n_in:
+                    c[j + 1] += 1
+                    total += 1
+        extra = total // (8 * n_in) + 1
+        for j in range(n_in):
+            c[j + 1] += c[j] + extra
+    return cum
+
+
 cdef class Net:
     """A network plan's compiled form: pointers to its flat parameters (and
     gradients), its layers and batch buffers. Built from a
@@ -226,6 +255,7 @@ cdef class Net:
     cdef int64_t ldx              # row stride of the bound data, in elements
     cdef int64_t n_bound
     cdef fsgd_csr csr
+    cdef object col_cum           # the csr's col_cum (see _column_work)
 
     def __cinit__(self, plan):
         n = len(plan.layers)
@@ -313,12 +343,15 @@ cdef class Net:
         """How the training calls chose their team (see fsgd_tuner in fsgd.h):
         ``threads`` (the count measured for), ``single`` (one thread is the
         current choice), ``calls`` timed, ``probes`` (tries with the full team
-        and with one thread) and the recent ``seconds_per_row`` of each."""
+        and with one thread), the recent ``seconds_per_row`` of each, and
+        ``panel_calls``: the calls whose sparse first layer the team split by
+        input columns (csrc/sparse_tmpl.h, "Panels")."""
         cdef fsgd_tuner *t = self.net.tuner
         return {"threads": t.nthreads, "single": bool(t.single), "calls": t.calls,
                 "probes": (t.probes[0], t.probes[1]),
                 "seconds_per_row": (t.per_row[0] if t.seen[0] else None,
-                                    t.per_row[1] if t.seen[1] else None)}
+                                    t.per_row[1] if t.seen[1] else None),
+                "panel_calls": t.panel_calls}
 
     def _replay_team(self, int nt, double seconds_full, double seconds_single, int64_t rows):
         """One training call replayed with given timings (tests of the team's
@@ -416,6 +449,8 @@ cdef class Net:
             self.csr.indptr = <const int64_t *>_ptr(indptr)
             self.csr.indices = <const int32_t *>_ptr(indices)
             self.csr.data = _ptr(data)
+            self.col_cum = _column_work(indptr, indices, n_in)
+            self.csr.col_cum = <const int64_t *>_ptr(self.col_cum)
             self.net.x_csr = &self.csr
         else:
             if self.Xb is None:

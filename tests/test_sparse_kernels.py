@@ -100,7 +100,8 @@ def test_sparse_bits_are_the_same_for_1_2_3_threads(simd, dtype, width, rng):
 
 class _Csr(ctypes.Structure):
     _fields_ = [("n_rows", ctypes.c_int64), ("indptr", ctypes.c_void_p),
-                ("indices", ctypes.c_void_p), ("data", ctypes.c_void_p)]
+                ("indices", ctypes.c_void_p), ("data", ctypes.c_void_p),
+                ("col_cum", ctypes.c_void_p)]
 
 
 def _kernels(dtype):
@@ -326,3 +327,114 @@ def test_training_step_from_filed_nonzeros_gives_the_same_bits(simd, dtype, n_ou
                 fused, apart = _step_grads_two_ways(m, X, y, order, rows, threads)
                 assert np.isfinite(fused).all() and np.abs(fused).max() > 0
                 np.testing.assert_array_equal(fused, apart)
+
+
+# ---- panels: a training step's team split by input columns ---------------------------
+
+def _fit_watching_the_team(m, X, y, threads, opt, batch_size, epochs=2):
+    """Weights after a fit with ``threads`` threads, and the training network's team."""
+    fastsgd.set_num_threads(threads)   # the conftest fixture restores the count
+    tr = Trainer(m, "cross_entropy", opt, batch_size=batch_size, seed=2)
+    nets = []
+    build = tr._build_net
+
+    def spy(*a, **k):
+        out = build(*a, **k)
+        nets.append(out[0])
+        return out
+    tr._build_net = spy
+    tr.fit(X, y, epochs=epochs, verbose=0)
+    return m.get_weights(), nets[0].team
+
+
+def _skewed(rng, n, d):
+    """Rows whose nonzeros crowd the last columns (the panels' bounds follow them)."""
+    X = sparse_data(rng, n, d, 0.05)
+    X[:, -d // 5:] = rng.standard_normal((n, d // 5)) * (rng.random((n, d // 5)) < 0.7)
+    return X
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_out", [16, 37, 200], ids=lambda n: f"{n} units")
+@pytest.mark.parametrize("data", ["sorted", "skewed", "unsorted with duplicates"])
+def test_panels_give_the_bits_of_one_thread(simd, dtype, n_out, data, rng):
+    """With two or three threads a training step splits the sparse first layer's input
+    columns between them (each its panel of every row, its buckets, its rows of dW and
+    its rows of W and the optimizer's state): the same bits as one thread, for odd last
+    batches, a last partial vector, several blocks of columns, rows whose columns are
+    not ascending (whose filing fails, so the backward sorts), SGD with momentum and an
+    L2 penalty, and Adam; a deeper network puts most of the step after the panels."""
+    d = 1200   # enough work per step for a team of three
+    Xd = _skewed(rng, 301, d) if data == "skewed" else sparse_data(rng, 301, d, 0.2)
+    X = with_duplicates_and_zeros(Xd, rng) if data.startswith("unsorted") else \
+        sp.csr_matrix(Xd)
+    y = rng.integers(0, 3, X.shape[0])
+    from fastsgd import Adam
+    for opt, deep in ((lambda: SGD(0.05, momentum=0.9, nesterov=True), False),
+                      (lambda: Adam(0.01), True)):
+        runs = []
+        for threads in (1, 2, 3):
+            layers = [Dense(n_out, "relu", input_dim=d, l2=1e-3)]
+            if deep:
+                layers.append(Dense(150, "tanh"))
+            m = Sequential(layers + [Dense(3, "softmax")], dtype=np.dtype(dtype).name, seed=4)
+            w, team = _fit_watching_the_team(m, X, y, threads, opt(), batch_size=64)
+            runs.append(w)
+            if threads > 1:
+                assert team["panel_calls"] > 0, team
+        for other in runs[1:]:
+            for p, q in zip(runs[0], other):
+                np.testing.assert_array_equal(p, q)
+
+
+def test_panels_are_used_only_where_they_fit(rng):
+    """A team of two splits a first layer of 16 units or more over 64 input columns or
+    more into panels; a first layer narrower than a vector of every path, or with too
+    few input columns for two lines of counts per thread, runs as before."""
+    y = rng.integers(0, 3, 200)
+    for n_out, d, panels in ((16, 1200, True), (8, 3000, False), (200, 60, False),
+                             (200, 64, True)):
+        X = sp.csr_matrix(sparse_data(rng, 200, d, 0.3))
+        m = Sequential([Dense(n_out, "relu", input_dim=d), Dense(3, "softmax")], seed=1)
+        _, team = _fit_watching_the_team(m, X, y, 2, SGD(0.05), batch_size=64, epochs=1)
+        assert team["threads"] == 2, team   # a team of two ran (and timed itself)
+        assert (team["panel_calls"] > 0) == panels, (n_out, d, team)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_bad_column_in_a_panel_step_is_refused_and_changes_nothing(threads, rng):
+    """A column index that went out of range after the data was bound (the kernels check
+    what they index): the training call fails, and neither the parameters nor the
+    optimizer's state change, with or without panels."""
+    d = 1200
+    X = sp.csr_matrix(sparse_data(rng, 120, d, 0.2))
+    y = rng.integers(0, 3, 120)
+    m = Sequential([Dense(64, "relu", input_dim=d), Dense(3, "softmax")], seed=5)
+    cost = costs.get("cross_entropy")
+    plan = build_plan(m, 120, cost=cost, training=True)
+    net = _net.Net(plan)
+    net.set_threads(threads)
+    from fastsgd import Adam
+    opt = Adam(0.01)
+    slots = opt.build(plan.layout, plan.dtype)
+    update = _net.Update(plan.params, plan.grads, slots, opt.segments(plan.layout, m.layers))
+    update.configure(opt.hyper())
+    net.set_update(update)
+    t, _ = fastsgd.trainer._prepare_targets("y", y, 120, 3, cost, m.dtype)
+    net.bind(X, t)
+    net.train_batch(0, 120)   # the buckets and panels work on good data, and step
+    assert net.team["panel_calls"] == (1 if threads > 1 else 0)
+    inputs = net.inputs.csr
+    for where in (0.3, 0.9):   # in the first panel's columns, then in the last one's
+        before = [plan.params.copy()] + [s.copy() for s in slots]
+        indices = inputs[1]
+        k = int(inputs[0][60] + where * (inputs[0][61] - inputs[0][60]))
+        saved = indices[k]
+        indices[k] = d + 5
+        with pytest.raises(ValueError, match="status"):
+            net.train_batch(0, 120)
+        indices[k] = saved
+        for a, b in zip([plan.params] + list(slots), before):
+            np.testing.assert_array_equal(a, b)
+        net.train_batch(0, 120)   # and the next step, on good data again, runs
+        assert not np.array_equal(plan.params, before[0])
