@@ -257,6 +257,15 @@ typedef struct {
     int decay;            /* 1: the decoupled weight decay applies */
 } fsgd_segment;
 
+/* What an SGD step may take as known of the parameters and of the momentum
+ * slot instead of reading them in its check pass (optim_tmpl.h): the largest
+ * magnitudes the last step wrote, when valid. The step sets them; whoever
+ * writes the parameters or the slot otherwise must clear valid. */
+typedef struct {
+    int valid;
+    double max_p, max_s;
+} fsgd_step_bounds;
+
 typedef struct {
     int64_t size;                 /* elements of every flat array */
     int64_t n_segments;
@@ -264,6 +273,7 @@ typedef struct {
     void *params;                 /* T[size], updated in place */
     const void *grads;            /* T[size] */
     void *slots[FSGD_MAX_SLOTS];  /* T[size] each, or NULL where the rule needs none */
+    fsgd_step_bounds *bounds;     /* or NULL: every step checks every new value */
 } fsgd_update_plan;
 
 /* FSGD_ERR_ARG: a malformed plan or a slot the rule needs is NULL */

@@ -130,7 +130,20 @@ typedef struct {
     int64_t pcol[FSGD_PANELS_MAX + 1];
     int64_t pflat[FSGD_PANELS_MAX + 1];
     char *pipe;  /* the panels' shared state (sparse_tmpl.h) */
+    /* the optimizer step's screen (optim_tmpl.h): the largest magnitudes of the
+       gradients and of the new parameters and momenta, as bits, over the team */
+    uint64_t g_bits, p_bits, s_bits;
+    int wrote;   /* the write pass ran */
 } fsgd_team;
+
+/* *dst = max(*dst, v), shared by a team (seen by all after the next barrier) */
+static inline void fsgd_atomic_umax(uint64_t *dst, uint64_t v)
+{
+    uint64_t cur = __atomic_load_n(dst, __ATOMIC_RELAXED);
+    while (v > cur &&
+           !__atomic_compare_exchange_n(dst, &cur, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
 
 /* Threads worth a product of M x N x K: about 2 MFLOP per thread. */
 static inline int fsgd_gemm_threads(int nthreads, int64_t M, int64_t N, int64_t K)

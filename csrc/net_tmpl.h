@@ -594,6 +594,7 @@ int FN(fsgd_net_train_batch)(const fsgd_net *net, const fsgd_opt *opt,
     if (net->tuner && full > 1)
         fsgd_tuner_record(net->tuner, nt, probe, fsgd_now() - t0, rows);
     if (net->tuner && nt > 1 && team.npanel == nt) net->tuner->panel_calls++;
+    if (opt) FN(update_finish)(&prep, plan, &team);
     *loss = team.loss;
     *correct = team.correct;
     if (team.status) return team.status;

@@ -102,6 +102,8 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 
 #define T float
 #define SFX f32
+#define UBITS uint32_t /* an unsigned integer as wide as T, and the bits of |x| */
+#define UBITS_ABS 0x7fffffffu
 #define EXPT fsgd_expf
 #define LOGT logf
 #define LOG1PT log1pf
@@ -115,6 +117,8 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #include "net_tmpl.h"
 #undef T
 #undef SFX
+#undef UBITS
+#undef UBITS_ABS
 #undef EXPT
 #undef LOGT
 #undef LOG1PT
@@ -124,6 +128,8 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 
 #define T double
 #define SFX f64
+#define UBITS uint64_t
+#define UBITS_ABS 0x7fffffffffffffffull
 #define EXPT fsgd_exp
 #define LOGT log
 #define LOG1PT log1p
@@ -137,6 +143,8 @@ void fsgd_exp_f64(int64_t n, const double *x, double *out)
 #include "net_tmpl.h"
 #undef T
 #undef SFX
+#undef UBITS
+#undef UBITS_ABS
 #undef EXPT
 #undef LOGT
 #undef LOG1PT

@@ -8,6 +8,20 @@
  * the same inputs and stores them. Threads split the flat range (the same
  * parts in both passes); each element is independent, so results never
  * depend on the thread count.
+ *
+ * The screen (SGD, with or without momentum, every element in a segment
+ * without an L1 penalty or weight decay, and the plan's bounds valid): the
+ * check pass reads the parameters, the momenta and the gradients, which the
+ * layers' passes have by then pushed out of the core's caches; the write
+ * pass reads them again. Instead, the largest magnitudes of the parameters
+ * and momenta the last step wrote (the write pass keeps them, as bits: the
+ * bits of |x| order as |x| does, and a NaN's lie above an infinity's) and
+ * one pass over the gradients bound every new value: when the bound is
+ * finite with room to spare (step_safe), every new value is finite and the
+ * check pass is skipped. Otherwise it runs as always. The same values are
+ * written either way. On MNIST (64 relu units, SGD with Nesterov momentum,
+ * one thread, Zen 4) an epoch took 80-81 ms with the screen, 83-86 ms with
+ * the check pass and 78-80 ms with neither (which would be unsafe).
  */
 #define FN(name) FSGD_CAT(name, SFX)
 
@@ -102,6 +116,25 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
 
 #define FSGD_FINITE(x) ((x) - (x) == (T)0)
 
+/* the bits of |x| (see the screen above) */
+static inline UBITS FN(abs_bits)(T x)
+{
+    UBITS b;
+    memcpy(&b, &x, sizeof b);
+    return b & UBITS_ABS;
+}
+
+/* the largest bits of |x[i]| over [lo, hi) */
+FSGD_CLONES_OPT static UBITS FN(abs_bits_max)(const T *restrict x, int64_t lo, int64_t hi)
+{
+    UBITS m = 0;
+    for (int64_t i = lo; i < hi; i++) {
+        const UBITS b = FN(abs_bits)(x[i]);
+        m = b > m ? b : m;
+    }
+    return m;
+}
+
 /* One function per rule variant over elements [lo, hi) of one segment (l2only:
  * see step_elem; the caller passes it as a constant, and each rule's function
  * holds both loops).
@@ -131,6 +164,20 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
             UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, 1)                                  \
         UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, 0)                                      \
     }                                                                                         \
+    if ((KIND) == FSGD_OPT_SGD && mx) {                                                       \
+        UBITS mp = 0, ms = 0;                                                                 \
+        for (int64_t i = lo; i < hi; i++) {                                                   \
+            UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY, 0)                                   \
+            p[i] = np;                                                                        \
+            if (U0) s0[i] = n0;                                                               \
+            const UBITS bp = FN(abs_bits)(np), bs = U0 ? FN(abs_bits)(n0) : 0;                \
+            mp = bp > mp ? bp : mp;                                                           \
+            ms = bs > ms ? bs : ms;                                                           \
+        }                                                                                     \
+        mx[0] = mp > mx[0] ? mp : mx[0];                                                      \
+        mx[1] = ms > mx[1] ? ms : mx[1];                                                      \
+        return 0;                                                                             \
+    }                                                                                         \
     for (int64_t i = lo; i < hi; i++) {                                                       \
         UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY, 0)                                       \
         p[i] = np;                                                                            \
@@ -143,7 +190,7 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
     FSGD_CLONES_OPT static int FN(NAME)(const FN(rule_settings) u, const FN(penalty) pen,     \
                                         int l2only, int write, int64_t lo, int64_t hi,        \
                                         const T *restrict g, T *restrict p, T *restrict s0,   \
-                                        T *restrict s1, T *restrict s2)                       \
+                                        T *restrict s1, T *restrict s2, UBITS *mx)            \
     {                                                                                         \
         const int U0 = KIND != FSGD_OPT_SGD || MOM;                                           \
         const int U1 = (KIND == FSGD_OPT_ADAM) || (KIND == FSGD_OPT_RMSPROP && MOM);          \
@@ -173,7 +220,8 @@ UPD_FN(upd_adam_ams, FSGD_OPT_ADAM, 0, 0, 1, 0)
 FSGD_CLONES_OPT static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN(penalty) pen,
                                              int l2only, int write, int64_t lo, int64_t hi,
                                              const T *restrict g, T *restrict p,
-                                             T *restrict s0, T *restrict s1, T *restrict s2)
+                                             T *restrict s0, T *restrict s1, T *restrict s2,
+                                             UBITS *mx)
 {
     (void)pen; (void)l2only; (void)s0; (void)s1; (void)s2;
     const T lr = u.lr;
@@ -185,6 +233,17 @@ FSGD_CLONES_OPT static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN
         }
         return bad;
     }
+    if (mx) {
+        UBITS mp = 0;
+        for (int64_t i = lo; i < hi; i++) {
+            const T np = p[i] - lr * g[i];
+            p[i] = np;
+            const UBITS bp = FN(abs_bits)(np);
+            mp = bp > mp ? bp : mp;
+        }
+        mx[0] = mp > mx[0] ? mp : mx[0];
+        return 0;
+    }
     for (int64_t i = lo; i < hi; i++) p[i] = p[i] - lr * g[i];
     return 0;
 }
@@ -192,12 +251,12 @@ FSGD_CLONES_OPT static int FN(upd_sgd_plain)(const FN(rule_settings) u, const FN
 
 typedef int (*FN(upd_fn))(const FN(rule_settings), const FN(penalty), int, int, int64_t,
                           int64_t, const T *restrict, T *restrict, T *restrict, T *restrict,
-                          T *restrict);
+                          T *restrict, UBITS *);
 
-/* Run one pass over the part [lo, hi) of the flat range. */
+/* Run one pass over the part [lo, hi) of the flat range (mx: see UPD_LOOPS). */
 static int FN(update_range)(FN(upd_fn) fn, int plain_sgd, const FN(rule_settings) *u,
                             const fsgd_opt *o, const fsgd_update_plan *plan, int write,
-                            int64_t lo, int64_t hi)
+                            int64_t lo, int64_t hi, UBITS *mx)
 {
     const T *g = (const T *)plan->grads;
     T *p = (T *)plan->params;
@@ -214,16 +273,20 @@ static int FN(update_range)(FN(upd_fn) fn, int plain_sgd, const FN(rule_settings
         pen.wd_lr = seg->decay ? (T)(o->weight_decay * o->lr) : (T)0;
         const int l2only = pen.l1 == (T)0 && pen.wd_lr == (T)0;
         const int plain = plain_sgd && seg->l1 == 0.0 && seg->l2 == 0.0 && pen.wd_lr == (T)0;
-        bad |= (plain ? FN(upd_sgd_plain) : fn)(*u, pen, l2only, write, a, b, g, p, s0, s1, s2);
+        bad |= (plain ? FN(upd_sgd_plain) : fn)(*u, pen, l2only, write, a, b, g, p, s0, s1, s2,
+                                                mx);
     }
     return bad;
 }
 
-/* A step, prepared: the rule's function and settings. */
+/* A step, prepared: the rule's function and settings; screen: the step may skip
+   its check pass (see the top of the file) with the largest L2 factor l2x2. */
 typedef struct {
     FN(upd_fn) fn;
     int plain_sgd;
     FN(rule_settings) u;
+    int screen;
+    double l2x2;
 } FN(update_prep);
 
 /* check the plan and the options, and prepare the step (no writes) */
@@ -287,7 +350,38 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
     out->fn = fn;
     out->plain_sgd = o->kind == FSGD_OPT_SGD && !mom;
     out->u = u;
+    /* the screen: SGD, the segments covering the flat range, none with an L1 penalty
+       or weight decay */
+    int64_t covered = 0;
+    double l2x2 = 0.0;
+    int plain = o->kind == FSGD_OPT_SGD && plan->bounds != NULL;
+    for (int64_t k = 0; k < plan->n_segments && plain; k++) {
+        const fsgd_segment *seg = &plan->segments[k];
+        covered += seg->size;
+        plain = seg->l1 == 0.0 && !(seg->decay && o->weight_decay != 0.0) &&
+                seg->l2 - seg->l2 == 0.0;
+        if (2.0 * seg->l2 > l2x2) l2x2 = 2.0 * seg->l2;
+    }
+    out->screen = plain && covered == plan->size;
+    out->l2x2 = l2x2;
     return FSGD_OK;
+}
+
+/* 1 when every new value of an SGD step is sure to be finite: parameters and
+   momenta at most max_p and max_s in size, gradients at most the size gb holds the
+   bits of, all finite, then each new value (a few products and sums of those with
+   lr, the momentum and l2x2, computed exactly here in double) at most an eighth of
+   the largest finite T, which leaves the roundings of T room to spare */
+static int FN(step_safe)(const FN(update_prep) *pr, const fsgd_opt *o,
+                         const fsgd_step_bounds *bd, UBITS gb)
+{
+    T gt;
+    memcpy(&gt, &gb, sizeof gt);
+    const double top = (sizeof(T) == sizeof(float) ? (double)FLT_MAX : DBL_MAX) / 8.0;
+    const double G = (double)gt, P = bd->max_p, S = bd->max_s;
+    const double lr = fabs(o->lr), mu = fabs(o->momentum);
+    const double A = G + pr->l2x2 * P, V = mu * S + lr * A, N = P + mu * V + lr * A;
+    return G <= top && P <= top && S <= top && A <= top && V <= top && N <= top;
 }
 
 /* The team body: the check pass over each thread's part of the flat range (after
@@ -325,16 +419,55 @@ static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
         hi[2] = b + (n - b) * (t + 1) / k;
         nr = 3;
     }
-    int bad = 0;
-    for (int i = 0; i < nr; i++)
-        bad |= FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 0, lo[i], hi[i]);
-    if (bad) FSGD_TEAM_SET(team->refused, 1);
+    int safe = 0;
+    if (pr->screen && plan->bounds->valid) {
+        UBITS gb = 0;
+        for (int i = 0; i < nr; i++) {
+            const UBITS m = FN(abs_bits_max)((const T *)plan->grads, lo[i], hi[i]);
+            gb = m > gb ? m : gb;
+        }
+        fsgd_atomic_umax(&team->g_bits, gb);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-    if (!fsgd_team_get(&team->refused))
+        safe = FN(step_safe)(pr, o, plan->bounds,
+                             (UBITS)__atomic_load_n(&team->g_bits, __ATOMIC_RELAXED));
+    }
+    if (!safe) {
+        int bad = 0;
         for (int i = 0; i < nr; i++)
-            FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo[i], hi[i]);
+            bad |= FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 0, lo[i], hi[i],
+                                    NULL);
+        if (bad) FSGD_TEAM_SET(team->refused, 1);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    }
+    if (!fsgd_team_get(&team->refused)) {
+        UBITS mx[2] = {0, 0};
+        for (int i = 0; i < nr; i++)
+            FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo[i], hi[i],
+                             pr->screen ? mx : NULL);
+        if (pr->screen) {
+            fsgd_atomic_umax(&team->p_bits, mx[0]);
+            fsgd_atomic_umax(&team->s_bits, mx[1]);
+            FSGD_TEAM_SET(team->wrote, 1);
+        }
+    }
+}
+
+/* after the region of a step: the bounds of what its write pass wrote */
+static void FN(update_finish)(const FN(update_prep) *pr, const fsgd_update_plan *plan,
+                              const fsgd_team *team)
+{
+    if (!pr->screen || !team->wrote || team->refused) return;
+    T mp, ms;
+    const UBITS bp = (UBITS)team->p_bits, bs = (UBITS)team->s_bits;
+    memcpy(&mp, &bp, sizeof mp);
+    memcpy(&ms, &bs, sizeof ms);
+    plan->bounds->max_p = (double)mp;
+    plan->bounds->max_s = (double)ms;
+    plan->bounds->valid = 1;
 }
 
 int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *plan)
@@ -346,6 +479,7 @@ int FN(fsgd_update)(int nthreads, const fsgd_opt *o, const fsgd_update_plan *pla
     fsgd_team team;
     memset(&team, 0, sizeof team);
     FSGD_RUN(nt, FN(update_team)(&pr, o, plan, &team));
+    FN(update_finish)(&pr, plan, &team);
     return team.refused ? FSGD_ERR_NONFINITE : FSGD_OK;
 }
 

@@ -56,6 +56,11 @@ cdef extern from "fsgd.h" nogil:
         double l1, l2
         int decay
 
+    ctypedef struct fsgd_step_bounds:
+        int valid
+        double max_p
+        double max_s
+
     ctypedef struct fsgd_update_plan:
         int64_t size
         int64_t n_segments
@@ -63,6 +68,7 @@ cdef extern from "fsgd.h" nogil:
         void *params
         const void *grads
         void *slots[FSGD_MAX_SLOTS]
+        fsgd_step_bounds *bounds
 
     ctypedef struct fsgd_csr:
         int64_t n_rows

@@ -21,7 +21,8 @@ from fastsgd cimport _core
 from fastsgd._config cimport num_threads
 from fastsgd._core cimport (FSGD_COST_CROSS_ENTROPY, FSGD_COST_HUBER, FSGD_MAX_SLOTS,
                             FSGD_OPT_ADAGRAD, FSGD_OPT_ADAM, FSGD_OPT_RMSPROP, FSGD_OPT_SGD,
-                            fsgd_csr, fsgd_layer, fsgd_net, fsgd_opt, fsgd_segment, fsgd_tuner,
+                            fsgd_csr, fsgd_layer, fsgd_net, fsgd_opt, fsgd_segment,
+                            fsgd_step_bounds, fsgd_tuner,
                             fsgd_update_plan)
 from fastsgd._core import ACTIVATIONS, COSTS, LAYER_KINDS, OPTIMIZERS
 from fastsgd._checks import code, real, require, require_disjoint, require_index
@@ -72,9 +73,16 @@ cdef class Update:
         Up to three optimizer state slots (see csrc/fsgd.h for each rule's).
     segments : list of (offset, size, l1, l2, decay)
         The segment table: which ranges are stepped, with their penalties.
+
+    An SGD step may skip reading the parameters and momenta in its check
+    pass, bounding the new values by the largest magnitudes the last step
+    wrote (csrc/optim_tmpl.h, the screen). Those bounds hold only while
+    nothing else writes ``params`` or the slots: :meth:`configure` forgets
+    them, and so must :meth:`forget_bounds` after any other write.
     """
     cdef fsgd_update_plan plan
     cdef fsgd_segment *segs
+    cdef fsgd_step_bounds *bounds
     cdef fsgd_opt opt
     cdef readonly bint f64
     cdef bint configured
@@ -92,7 +100,8 @@ cdef class Update:
             raise ValueError(f"at most {FSGD_MAX_SLOTS} state slots, got {len(slots)}")
         segments = list(segments)
         self.segs = <fsgd_segment *>calloc(max(len(segments), 1), sizeof(fsgd_segment))
-        if self.segs == NULL:
+        self.bounds = <fsgd_step_bounds *>calloc(1, sizeof(fsgd_step_bounds))
+        if self.segs == NULL or self.bounds == NULL:
             raise MemoryError()
         end = 0
         for k, (offset, size, l1, l2, decay) in enumerate(segments):
@@ -110,6 +119,7 @@ cdef class Update:
         self.plan.segments = self.segs
         self.plan.params = _ptr(params)
         self.plan.grads = _ptr(grads)
+        self.plan.bounds = self.bounds
         for k in range(FSGD_MAX_SLOTS):
             s = slots[k] if k < len(slots) else None
             if s is not None:
@@ -127,6 +137,12 @@ cdef class Update:
 
     def __dealloc__(self):
         free(self.segs)
+        free(self.bounds)
+
+    def forget_bounds(self):
+        """The parameters or the optimizer's slots were written other than by a
+        step: the next SGD step checks every new value again."""
+        self.bounds.valid = 0
 
     def configure(self, dict hyper, slots_name="slots"):
         """Take the rule and its settings (``kind``, ``lr``, ``momentum``, ...).
@@ -163,6 +179,7 @@ cdef class Update:
                              f"{', '.join(f'{slots_name}[{k}]' for k in missing)} not given")
         self.opt = o
         self.configured = True
+        self.bounds.valid = 0
 
     @property
     def lr(self):

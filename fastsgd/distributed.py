@@ -435,6 +435,7 @@ def _fit(trainer, comm, X, y, *, epochs, validation_data, validation_split, call
                     blogs["accuracy"] = float(tail[2]) / (nb * acc_denom)
                 for cb in batch_cbs:
                     cb.on_batch_end(b, blogs)
+                update.forget_bounds()   # a callback may have written the weights
                 follow_rank0()
                 if opt.lr != lr_used:
                     update.lr = opt.lr

@@ -674,6 +674,7 @@ class Trainer:
                         blogs["accuracy"] = c / (nb * acc_denom)
                     for cb in batch_cbs:
                         cb.on_batch_end(b, blogs)
+                    update.forget_bounds()   # a callback may have written the weights
                     if opt.lr != lr_used:
                         update.lr = opt.lr
                         lr_used = opt.lr

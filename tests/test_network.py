@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastsgd
-from fastsgd import SGD, Adagrad, Adam, AdamW, Dense, RMSprop, Sequential, Trainer, _net
+from fastsgd import SGD, Adagrad, Adam, AdamW, Dense, RMSprop, Sequential, Trainer, _core, _net
 from fastsgd._network import build_plan
 
 from conftest import DTYPES
@@ -270,3 +270,115 @@ def test_two_threads_cannot_fit_one_model_at_once(rng):
     assert errors and "already being trained" in errors[0]
     # afterwards the model trains again
     Trainer(m, "cross_entropy", SGD(0.01)).fit(X[:100], y[:100], verbose=0)
+
+
+# ---- the SGD step's screen (csrc/optim_tmpl.h) ---------------------------------------
+
+def _screen_net(m, X, y, opt, rows):
+    plan = build_plan(m, rows, cost="cross_entropy", training=True)
+    net = _net.Net(plan)
+    update = _net.Update(plan.params, plan.grads, opt.build(plan.layout, plan.dtype),
+                         opt.segments(plan.layout, m.layers))
+    update.configure(opt.hyper())
+    net.set_update(update)
+    net.bind(X, y)
+    return plan, net, update
+
+
+SCREENED = [lambda: SGD(0.1), lambda: SGD(0.05, momentum=0.9),
+            lambda: SGD(0.05, momentum=0.9, nesterov=True)]
+
+
+@pytest.mark.parametrize("make", SCREENED + [lambda: SGD(0.1, weight_decay=0.01),
+                                              lambda: Adam(0.01)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_screen_writes_what_the_check_pass_would(make, dtype, threads, rng):
+    """SGD steps that bound their new values by what the last step wrote instead of
+    checking each one write the same bits as steps that check every value (the
+    others always check)."""
+    X, y = data(rng, 64)
+    X = X.astype(dtype)
+    fastsgd.set_num_threads(threads)   # the conftest fixture restores the count
+    runs = []
+    for forget in (False, True):
+        m = Sequential([Dense(40, "relu", input_dim=5, l2=1e-3), Dense(3, "softmax")],
+                       dtype=np.dtype(dtype).name, seed=3)
+        plan, net, update = _screen_net(m, X, y, make(), 32)
+        for step in range(12):
+            if forget:
+                update.forget_bounds()
+            net.train_batch(32 * (step % 2), 32)
+        runs.append(plan.params.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("make", SCREENED)
+@pytest.mark.parametrize("dtype, lr", [(np.float32, 1e300), (np.float32, np.inf),
+                                       (np.float64, np.inf)])
+def test_the_screen_lets_no_bad_value_through(make, dtype, lr, rng):
+    """With the bounds of the last step known, a step whose new values would not be
+    finite (a learning rate that overflows the step: float32 takes 1e300 as infinity)
+    is checked and refused, writing nothing (a screen that skipped the check here
+    would write infinities)."""
+    X, y = data(rng, 32)
+    X = X.astype(dtype)
+    m = small_model(np.dtype(dtype).name)
+    opt = make()
+    plan, net, update = _screen_net(m, X, y, opt, 32)
+    for _ in range(3):
+        net.train_batch(0, 32)            # the bounds now hold
+    params = plan.params.copy()
+    update.lr = lr
+    with pytest.raises(_core.NonFiniteError):
+        net.train_batch(0, 32)
+    np.testing.assert_array_equal(plan.params, params)
+
+
+def test_a_batch_callback_that_writes_the_weights_makes_the_next_step_check(rng):
+    """The trainer forgets the bounds after batch callbacks: a weight a callback set
+    near the largest float32 makes the next step's new value overflow, and the step is
+    refused (without forgetting, the screen would take the old bounds and write inf)."""
+    X, y = data(rng, 64)
+    X = X.astype(np.float32)
+    m = Sequential([Dense(7, "tanh", input_dim=5, l2=1.0), Dense(3, "softmax")],
+                   dtype="float32", seed=3)
+
+    class Poke(fastsgd.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if batch == 2:   # the L2 term of its gradient, 2 * 3.3e38, overflows
+                self.trainer.model.layers[0].weights[0, 0] = np.float32(3.3e38)
+
+    tr = Trainer(m, "cross_entropy", SGD(0.1, momentum=0.9), batch_size=8, shuffle=False)
+    with pytest.warns(fastsgd.DivergenceWarning):
+        h = tr.fit(X, y, epochs=1, verbose=0, callbacks=[Poke()])
+    assert h.diverged is not None and h.diverged["batch"] == 3
+    assert all(np.isfinite(w).all() for w in m.get_weights())
+
+
+@pytest.mark.parametrize("when", ["between epochs", "between fits"])
+def test_weights_written_between_epochs_or_fits_are_checked_again(when, rng):
+    """Every epoch's start forgets the bounds (Update.configure), and every fit starts
+    without them: a weight set at an epoch's end or between two fits, one whose L2
+    gradient overflows, makes the next step check and refuse."""
+    X, y = data(rng, 64)
+    X = X.astype(np.float32)
+    m = Sequential([Dense(7, "tanh", input_dim=5, l2=1.0), Dense(3, "softmax")],
+                   dtype="float32", seed=3)
+
+    class Poke(fastsgd.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.trainer.model.layers[0].weights[0, 0] = np.float32(3.3e38)
+
+    tr = Trainer(m, "cross_entropy", SGD(0.1, momentum=0.9), batch_size=8, shuffle=False)
+    if when == "between epochs":
+        with pytest.warns(fastsgd.DivergenceWarning):
+            h = tr.fit(X, y, epochs=2, verbose=0, callbacks=[Poke()])
+        assert h.diverged == {"epoch": 1, "batch": 0, "lr": 0.1}
+    else:
+        tr.fit(X, y, epochs=1, verbose=0)
+        m.layers[0].weights[0, 0] = np.float32(3.3e38)
+        with pytest.warns(fastsgd.DivergenceWarning):
+            h = tr.fit(X, y, epochs=1, verbose=0)
+        assert h.diverged == {"epoch": 0, "batch": 0, "lr": 0.1}
+    assert all(np.isfinite(w).all() for w in m.get_weights())
