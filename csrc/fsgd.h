@@ -257,13 +257,13 @@ typedef struct {
     int decay;            /* 1: the decoupled weight decay applies */
 } fsgd_segment;
 
-/* What an SGD step may take as known of the parameters and of the momentum
- * slot instead of reading them in its check pass (optim_tmpl.h): the largest
- * magnitudes the last step wrote, when valid. The step sets them; whoever
- * writes the parameters or the slot otherwise must clear valid. */
+/* What an SGD or Adam step may take as known of the parameters and of the
+ * state slots instead of reading them in its check pass (optim_tmpl.h): the
+ * largest magnitudes the last step wrote, when valid. The step sets them;
+ * whoever writes the parameters or the slots otherwise must clear valid. */
 typedef struct {
     int valid;
-    double max_p, max_s;
+    double max_p, max_s, max_v; /* parameters, slot 0, slot 1 */
 } fsgd_step_bounds;
 
 typedef struct {

@@ -132,7 +132,7 @@ typedef struct {
     char *pipe;  /* the panels' shared state (sparse_tmpl.h) */
     /* the optimizer step's screen (optim_tmpl.h): the largest magnitudes of the
        gradients and of the new parameters and momenta, as bits, over the team */
-    uint64_t g_bits, p_bits, s_bits;
+    uint64_t g_bits, p_bits, s_bits, v_bits;
     int wrote;   /* the write pass ran */
 } fsgd_team;
 

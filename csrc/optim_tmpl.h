@@ -9,17 +9,17 @@
  * parts in both passes); each element is independent, so results never
  * depend on the thread count.
  *
- * The screen (SGD, with or without momentum, every element in a segment
- * without an L1 penalty or weight decay, and the plan's bounds valid): the
- * check pass reads the parameters, the momenta and the gradients, which the
- * layers' passes have by then pushed out of the core's caches; the write
- * pass reads them again. Instead, the largest magnitudes of the parameters
- * and momenta the last step wrote (the write pass keeps them, as bits: the
- * bits of |x| order as |x| does, and a NaN's lie above an infinity's) and
- * one pass over the gradients bound every new value: when the bound is
- * finite with room to spare (step_safe), every new value is finite and the
- * check pass is skipped. Otherwise it runs as always. The same values are
- * written either way. On MNIST (64 relu units, SGD with Nesterov momentum,
+ * The screen (SGD, with or without momentum, and Adam without AMSGrad;
+ * every element in a segment without an L1 penalty or weight decay; the
+ * plan's bounds valid): the check pass reads the parameters, the state and
+ * the gradients, which the layers' passes have by then pushed out of the
+ * core's caches; the write pass reads them again. Instead, the largest
+ * magnitudes of the parameters and state the last step wrote (the write
+ * pass keeps them, as bits: the bits of |x| order as |x| does, and a NaN's
+ * lie above an infinity's) and one pass over the gradients bound every new
+ * value: when the bound is finite with room to spare (step_safe), every new
+ * value is finite and the check pass is skipped. Otherwise it runs as
+ * always. The same values are written either way. On MNIST (64 relu units, SGD with Nesterov momentum,
  * one thread, Zen 4) an epoch took 80-81 ms with the screen, 83-86 ms with
  * the check pass and 78-80 ms with neither (which would be unsafe).
  */
@@ -164,18 +164,22 @@ FSGD_CLONES_OPT static UBITS FN(abs_bits_max)(const T *restrict x, int64_t lo, i
             UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, 1)                                  \
         UPD_CHECK(KIND, MOM, NEST, AMS, CENT, L2ONLY, 0)                                      \
     }                                                                                         \
-    if ((KIND) == FSGD_OPT_SGD && mx) {                                                       \
-        UBITS mp = 0, ms = 0;                                                                 \
+    if (((KIND) == FSGD_OPT_SGD || ((KIND) == FSGD_OPT_ADAM && !(AMS))) && mx) {              \
+        UBITS mp = 0, ms = 0, mv = 0;                                                         \
         for (int64_t i = lo; i < hi; i++) {                                                   \
             UPD_ELEM(KIND, MOM, NEST, AMS, CENT, L2ONLY, 0)                                   \
             p[i] = np;                                                                        \
             if (U0) s0[i] = n0;                                                               \
+            if (U1) s1[i] = n1;                                                               \
             const UBITS bp = FN(abs_bits)(np), bs = U0 ? FN(abs_bits)(n0) : 0;                \
+            const UBITS bv = U1 ? FN(abs_bits)(n1) : 0;                                       \
             mp = bp > mp ? bp : mp;                                                           \
             ms = bs > ms ? bs : ms;                                                           \
+            mv = bv > mv ? bv : mv;                                                           \
         }                                                                                     \
         mx[0] = mp > mx[0] ? mp : mx[0];                                                      \
         mx[1] = ms > mx[1] ? ms : mx[1];                                                      \
+        mx[2] = mv > mx[2] ? mv : mx[2];                                                      \
         return 0;                                                                             \
     }                                                                                         \
     for (int64_t i = lo; i < hi; i++) {                                                       \
@@ -350,11 +354,16 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
     out->fn = fn;
     out->plain_sgd = o->kind == FSGD_OPT_SGD && !mom;
     out->u = u;
-    /* the screen: SGD, the segments covering the flat range, none with an L1 penalty
-       or weight decay */
+    /* the screen: SGD, or Adam without AMSGrad with epsilon > 0 and 1 - beta_2 at most
+       1/2 (so that its second moment never rounds below zero: see step_safe); the
+       segments covering the flat range, none with an L1 penalty or weight decay */
     int64_t covered = 0;
     double l2x2 = 0.0;
-    int plain = o->kind == FSGD_OPT_SGD && plan->bounds != NULL;
+    const double b1c = 1.0 - o->beta_1, b2c = 1.0 - o->beta_2;
+    int plain = plan->bounds != NULL &&
+                (o->kind == FSGD_OPT_SGD ||
+                 (o->kind == FSGD_OPT_ADAM && !o->amsgrad && u.eps > (T)0 && b1c >= 0.0 &&
+                  b1c <= 1.0 && b2c >= 0.0 && b2c <= 0.5));
     for (int64_t k = 0; k < plan->n_segments && plain; k++) {
         const fsgd_segment *seg = &plan->segments[k];
         covered += seg->size;
@@ -367,21 +376,36 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
     return FSGD_OK;
 }
 
-/* 1 when every new value of an SGD step is sure to be finite: parameters and
-   momenta at most max_p and max_s in size, gradients at most the size gb holds the
-   bits of, all finite, then each new value (a few products and sums of those with
-   lr, the momentum and l2x2, computed exactly here in double) at most an eighth of
-   the largest finite T, which leaves the roundings of T room to spare */
+/* 1 when every new value of a step is sure to be finite: parameters at most P in
+ * size, the state slots at most S and V, gradients at most the size gb holds the
+ * bits of, all finite; then A bounds the penalised gradient g + l2x2 p and each
+ * new value is bounded by a few products and sums of those, computed here in
+ * double and required to be at most an eighth of the largest finite T, which
+ * leaves the roundings of T room to spare.
+ *   SGD: velocity mu S + lr A, parameter P + mu (mu S + lr A) + lr A.
+ *   Adam: m = s0 + (g - s0) b1c is at most 3 max(S, A) (b1c in [0, 1]); v = s1 +
+ *   (g g - s1) b2c at most 2 max(A^2, V), and never below zero: with s1 >= 0 (as
+ *   every step leaves it) and b2c <= 1/2 the rounded (g g - s1) b2c is at most s1
+ *   in size; so sqrt(v) + epsilon is at least epsilon and the parameter at most
+ *   P + c1 3 max(S, A) / epsilon. */
 static int FN(step_safe)(const FN(update_prep) *pr, const fsgd_opt *o,
                          const fsgd_step_bounds *bd, UBITS gb)
 {
     T gt;
     memcpy(&gt, &gb, sizeof gt);
     const double top = (sizeof(T) == sizeof(float) ? (double)FLT_MAX : DBL_MAX) / 8.0;
-    const double G = (double)gt, P = bd->max_p, S = bd->max_s;
+    const double G = (double)gt, P = bd->max_p, S = bd->max_s, V = bd->max_v;
+    if (!(G <= top && P <= top && S <= top && V <= top)) return 0;
+    const double A = G + pr->l2x2 * P;
+    if (o->kind == FSGD_OPT_ADAM) {
+        const double c1 = fabs((double)pr->u.c1), eps = (double)pr->u.eps;
+        const double M = 3.0 * (S > A ? S : A), A2 = A * A;
+        const double W = 2.0 * (A2 > V ? A2 : V), N = P + c1 * M / eps;
+        return A <= top && A2 <= top && M <= top && W <= top && c1 * M <= top && N <= top;
+    }
     const double lr = fabs(o->lr), mu = fabs(o->momentum);
-    const double A = G + pr->l2x2 * P, V = mu * S + lr * A, N = P + mu * V + lr * A;
-    return G <= top && P <= top && S <= top && A <= top && V <= top && N <= top;
+    const double vel = mu * S + lr * A, N = P + mu * vel + lr * A;
+    return A <= top && vel <= top && N <= top;
 }
 
 /* The team body: the check pass over each thread's part of the flat range (after
@@ -444,13 +468,14 @@ static void FN(update_team)(const FN(update_prep) *pr, const fsgd_opt *o,
 #endif
     }
     if (!fsgd_team_get(&team->refused)) {
-        UBITS mx[2] = {0, 0};
+        UBITS mx[3] = {0, 0, 0};
         for (int i = 0; i < nr; i++)
             FN(update_range)(pr->fn, pr->plain_sgd, &pr->u, o, plan, 1, lo[i], hi[i],
                              pr->screen ? mx : NULL);
         if (pr->screen) {
             fsgd_atomic_umax(&team->p_bits, mx[0]);
             fsgd_atomic_umax(&team->s_bits, mx[1]);
+            fsgd_atomic_umax(&team->v_bits, mx[2]);
             FSGD_TEAM_SET(team->wrote, 1);
         }
     }
@@ -461,12 +486,14 @@ static void FN(update_finish)(const FN(update_prep) *pr, const fsgd_update_plan 
                               const fsgd_team *team)
 {
     if (!pr->screen || !team->wrote || team->refused) return;
-    T mp, ms;
-    const UBITS bp = (UBITS)team->p_bits, bs = (UBITS)team->s_bits;
+    T mp, ms, mv;
+    const UBITS bp = (UBITS)team->p_bits, bs = (UBITS)team->s_bits, bv = (UBITS)team->v_bits;
     memcpy(&mp, &bp, sizeof mp);
     memcpy(&ms, &bs, sizeof ms);
+    memcpy(&mv, &bv, sizeof mv);
     plan->bounds->max_p = (double)mp;
     plan->bounds->max_s = (double)ms;
+    plan->bounds->max_v = (double)mv;
     plan->bounds->valid = 1;
 }
 

@@ -60,6 +60,7 @@ cdef extern from "fsgd.h" nogil:
         int valid
         double max_p
         double max_s
+        double max_v
 
     ctypedef struct fsgd_update_plan:
         int64_t size

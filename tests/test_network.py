@@ -286,17 +286,20 @@ def _screen_net(m, X, y, opt, rows):
 
 
 SCREENED = [lambda: SGD(0.1), lambda: SGD(0.05, momentum=0.9),
-            lambda: SGD(0.05, momentum=0.9, nesterov=True)]
+            lambda: SGD(0.05, momentum=0.9, nesterov=True), lambda: Adam(0.01)]
 
 
 @pytest.mark.parametrize("make", SCREENED + [lambda: SGD(0.1, weight_decay=0.01),
-                                              lambda: Adam(0.01)])
+                                              lambda: Adam(0.01, amsgrad=True),
+                                              lambda: Adam(0.01, beta_2=0.3),
+                                              lambda: RMSprop(0.01)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_screen_writes_what_the_check_pass_would(make, dtype, threads, rng):
-    """SGD steps that bound their new values by what the last step wrote instead of
-    checking each one write the same bits as steps that check every value (the
-    others always check)."""
+    """SGD and Adam steps that bound their new values by what the last step wrote
+    instead of checking each one write the same bits as steps that check every value
+    (weight decay, AMSGrad, Adam with 1 - beta_2 above 1/2 and the other rules always
+    check)."""
     X, y = data(rng, 64)
     X = X.astype(dtype)
     fastsgd.set_num_threads(threads)   # the conftest fixture restores the count
