@@ -465,7 +465,7 @@ static int FN(team_start)(fsgd_team *team, const fsgd_net *net, int64_t rows,
     const fsgd_layer *L0 = &net->layers[0];
     size_t bk = 0, pb = 0;
     if (buckets && net->x_csr && L0->kind == FSGD_LAYER_DENSE)
-        bk = fsgd_sp_bk_bytes(rows, L0->n_in, nt, sizeof(FN(fsgd_sp_ent)));
+        bk = fsgd_sp_bk_bytes(rows, L0->n_in, 2 * nt, sizeof(FN(fsgd_sp_ent)));
     /* panels: every thread two rows of every group at least, and a whole vector of
        every path per row of Z */
     if (bk && nt >= 2 && nt <= FSGD_PANELS_MAX && rows >= 4 * (int64_t)nt &&
