@@ -311,13 +311,37 @@ def test_output_cost_matches_numpy(dtype, cost, act, rng):
         assert correct == int(np.sum((a > 0.5) == (y > 0.5)))
 
 
-def test_cross_entropy_with_integer_labels_equals_one_hot(rng):
-    z = rng.standard_normal((20, 10))
-    labels = rng.integers(0, 10, 20).astype(np.int64)
-    l1, c1, d1 = kernels.output_cost(z.copy(), labels, "cross_entropy", "softmax")
-    l2, c2, d2 = kernels.output_cost(z.copy(), np.eye(10)[labels], "cross_entropy", "softmax")
-    assert l1 == pytest.approx(l2, rel=1e-14) and c1 == c2
-    np.testing.assert_allclose(d1, d2, rtol=1e-14)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [2, 10, 37])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cross_entropy_with_integer_labels_equals_one_hot(dtype, k, weighted, threads, rng):
+    """Integer labels take a pass of their own (each row's maximum and z - m, exp over
+    all the rows' elements at once, then per row the rest); one-hot labels take the
+    row-by-row pass. The same bits: probabilities, gradient, loss and count."""
+    fastsgd.set_num_threads(threads)   # the conftest fixture restores the count
+    n = 50000 // k                     # enough rows for a team of two
+    z = (rng.standard_normal((n, k)) * 4).astype(dtype)
+    z[3] = np.nan                      # a row without a finite maximum, and one with ties
+    z[4] = 1.0
+    labels = rng.integers(0, k, n).astype(np.int64)
+    w = rng.random(n).astype(dtype) if weighted else None
+    z1, z2 = z.copy(), z.copy()
+    l1, c1, d1 = kernels.output_cost(z1, labels, "cross_entropy", "softmax", sample_weight=w)
+    l2, c2, d2 = kernels.output_cost(z2, np.eye(k, dtype=dtype)[labels], "cross_entropy",
+                                     "softmax", sample_weight=w)
+    assert np.isnan(l1) and np.isnan(l2) and c1 == c2
+    np.testing.assert_array_equal(d1, d2)
+    np.testing.assert_array_equal(z1, z2)
+    ok = np.ones(n, bool)
+    ok[3] = False
+    l1, c1, d1 = kernels.output_cost(z[ok].copy(), labels[ok], "cross_entropy", "softmax",
+                                     sample_weight=None if w is None else w[ok])
+    l2, c2, d2 = kernels.output_cost(z[ok].copy(), np.eye(k, dtype=dtype)[labels[ok]],
+                                     "cross_entropy", "softmax",
+                                     sample_weight=None if w is None else w[ok])
+    assert l1 == l2 and c1 == c2 and np.isfinite(l1)
+    np.testing.assert_array_equal(d1, d2)
 
 
 def test_cross_entropy_is_stable_for_confident_wrong_predictions():
