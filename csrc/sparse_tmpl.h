@@ -525,7 +525,8 @@ static inline void fsgd_sp_bk_range(const fsgd_sp_bk_seg *seg, int nseg, int64_t
                             val[k] * W[j * n_out + cc])                                       \
         }                                                                                     \
         if (act != FSGD_ACT_LINEAR) act_row_##SFX_(act, slope, n_out, z);                     \
-        if (bk && !bfail) bfail = fsgd_sp_file_##SFX_(r_, k0, k1, n_in, idx, val, &bk[SEG]);  \
+        if (bk && !bfail)                                                                     \
+            bfail = fsgd_sp_file_##SFX_(r_, k0, k1, 0, n_in, idx, val, &bk[SEG]);             \
     } while (0)
 
 /* Forward, two rows at once (row ra's nonzeros [k0, k1) to za, row rb's
@@ -535,26 +536,29 @@ static inline void fsgd_sp_bk_range(const fsgd_sp_bk_seg *seg, int nseg, int64_t
  * The first block also files row ra's nonzeros while fa and row rb's while
  * fb, each in its own segment (the pair's caller has n_out >= VL, so a
  * first block always runs). */
-#define FSGD_SP_FWD2_BLOCK(T, VT, VL, NV)                                                     \
+#define FSGD_SP_FWD2_ANY(T, VT, VL, NV, PA, PB, FILEA, FILEB)                                \
     do {                                                                                      \
         VT acc_[NV], acc2_[NV];                                                               \
-        FSGD_SP_LOAD(VT, VL, NV, acc_, b + c);                                                \
-        FSGD_SP_LOAD(VT, VL, NV, acc2_, b + c);                                               \
+        FSGD_SP_LOAD(VT, VL, NV, acc_, (PA) + c);                                             \
+        FSGD_SP_LOAD(VT, VL, NV, acc2_, (PB) + c);                                            \
         int64_t ka_ = k0, kb_ = m0;                                                           \
         for (; ka_ < k1 && kb_ < m1; ka_++, kb_++) {                                          \
             const int64_t ja_ = idx[ka_], jb_ = idx[kb_];                                     \
             if (FSGD_SP_BAD_COL(ja_, n_in) || FSGD_SP_BAD_COL(jb_, n_in)) break;              \
             FSGD_SP_ACC(VT, VL, NV, acc_, val[ka_], W + ja_ * n_out + c);                     \
             FSGD_SP_ACC(VT, VL, NV, acc2_, val[kb_], W + jb_ * n_out + c);                    \
-            FSGD_SP_FILE_A(ja_, ka_)                                                          \
-            FSGD_SP_FILE_B(jb_, kb_)                                                          \
+            FILEA(ja_, ka_)                                                                   \
+            FILEB(jb_, kb_)                                                                   \
         }                                                                                     \
-        FSGD_SP_FWD_REST(VT, VL, NV, ka_, k1, acc_, FSGD_SP_FILE_A(j_, ka_))                  \
-        FSGD_SP_FWD_REST(VT, VL, NV, kb_, m1, acc2_, FSGD_SP_FILE_B(j_, kb_))                 \
+        FSGD_SP_FWD_REST(VT, VL, NV, ka_, k1, acc_, FILEA(j_, ka_))                           \
+        FSGD_SP_FWD_REST(VT, VL, NV, kb_, m1, acc2_, FILEB(j_, kb_))                          \
         FSGD_SP_STORE(VT, VL, NV, za + c, acc_);                                              \
         FSGD_SP_STORE(VT, VL, NV, zb + c, acc2_);                                             \
         fa = fb = 0;                                                                          \
     } while (0)
+#define FSGD_SP_FWD2_BLOCK(T, VT, VL, NV)                                                     \
+    FSGD_SP_FWD2_ANY(T, VT, VL, NV, b, b, FSGD_SP_FILE_A, FSGD_SP_FILE_B)
+#define FSGD_SP_FILE_NONE(j, k)
 
 /* STMT for each entry en (type ET) of column j's buckets, segment after segment */
 #define FSGD_SP_EACH_BK(ET, STMT)                                                             \
@@ -741,30 +745,11 @@ static inline int64_t fsgd_sp_pstop(const int32_t *idx, const fsgd_sp_pipe *P, i
     } while (0)
 
 /* The same for two rows at once (row ra's [k0, k1) from pa to za, row rb's [m0, m1)
- * from pb to zb), their nonzeros in turn, as FSGD_SP_FWD2_BLOCK. */
+ * from pb to zb; their columns already checked, as are the one row's above), their
+ * nonzeros in turn as in FSGD_SP_FWD2_BLOCK, the first block filing row ra's (row
+ * rb's are filed after the pair). */
 #define FSGD_SP_FWDP2_BLOCK(T, VT, VL, NV)                                                    \
-    do {                                                                                      \
-        VT acc_[NV], acc2_[NV];                                                               \
-        FSGD_SP_LOAD(VT, VL, NV, acc_, pa + c);                                               \
-        FSGD_SP_LOAD(VT, VL, NV, acc2_, pb + c);                                              \
-        int64_t ka_ = k0, kb_ = m0;                                                           \
-        for (; ka_ < k1 && kb_ < m1; ka_++, kb_++) {                                          \
-            const int64_t ja_ = idx[ka_], jb_ = idx[kb_];                                     \
-            FSGD_SP_ACC(VT, VL, NV, acc_, val[ka_], W + ja_ * n_out + c);                     \
-            FSGD_SP_ACC(VT, VL, NV, acc2_, val[kb_], W + jb_ * n_out + c);                    \
-            FSGD_SP_FILE_P(ja_, ka_)                                                          \
-        }                                                                                     \
-        for (; ka_ < k1; ka_++) {                                                             \
-            const int64_t ja_ = idx[ka_];                                                     \
-            FSGD_SP_ACC(VT, VL, NV, acc_, val[ka_], W + ja_ * n_out + c);                     \
-            FSGD_SP_FILE_P(ja_, ka_)                                                          \
-        }                                                                                     \
-        for (; kb_ < m1; kb_++)                                                               \
-            FSGD_SP_ACC(VT, VL, NV, acc2_, val[kb_], W + (int64_t)idx[kb_] * n_out + c);      \
-        FSGD_SP_STORE(VT, VL, NV, za + c, acc_);                                              \
-        FSGD_SP_STORE(VT, VL, NV, zb + c, acc2_);                                             \
-        fa = 0;                                                                               \
-    } while (0)
+    FSGD_SP_FWD2_ANY(T, VT, VL, NV, pa, pb, FSGD_SP_FILE_P, FSGD_SP_FILE_NONE)
 
 /* Backward from the buckets, row j of dW, columns [c, c + NV * VL): the
  * accumulators start at zero and take the column's entries in batch order. */
@@ -919,7 +904,8 @@ static inline int64_t fsgd_sp_pstop(const int32_t *idx, const fsgd_sp_pipe *P, i
                 k1 = fsgd_sp_pstop(idx, P, r, k0, k1, phi, n_in, &bad);                       \
                 const T *pa = t > 0 ? in + r * n_out : b;                                     \
                 T *restrict za = out + r * n_out;                                             \
-                int fa = !bfail;                                                              \
+                int fa = !bfail, fb = 0;                                                      \
+                (void)fb;                                                                     \
                 int64_t c = 0;                                                                \
                 if (r + 1 < g1) {                                                             \
                     fsgd_sp_pprefetch_step(X, x_rows, r + 1, rows, sizeof(T), t, k);          \
@@ -938,7 +924,7 @@ static inline int64_t fsgd_sp_pstop(const int32_t *idx, const fsgd_sp_pipe *P, i
                         act_row_##SFX_(act, slope, n_out, zb);                                \
                     }                                                                         \
                     if (!bfail)                                                               \
-                        bfail = fsgd_sp_pfile_##SFX_(rb, m0, m1, plo, idx, val, bk);          \
+                        bfail = fsgd_sp_file_##SFX_(rb, m0, m1, plo, n_in, idx, val, bk);     \
                     r++;                                                                      \
                     continue;                                                                 \
                 }                                                                             \
@@ -1043,8 +1029,9 @@ static inline int64_t fsgd_sp_pstop(const int32_t *idx, const fsgd_sp_pipe *P, i
 #define FN(name) FSGD_CAT(name, SFX)
 
 /* files batch row r's nonzeros [k0, k1) in their columns' buckets of segment bk;
-   1 (and the segment is not usable) at a full bucket or a bad column index */
-static inline int FN(fsgd_sp_file)(int64_t r, int64_t k0, int64_t k1, int64_t n_in,
+   1 (and the segment is not usable) at a full bucket or a column outside [lo, n_in)
+   (lo: 0, or a panel's first column; see Panels) */
+static inline int FN(fsgd_sp_file)(int64_t r, int64_t k0, int64_t k1, int64_t lo, int64_t n_in,
                                    const int32_t *idx, const T *val, const fsgd_sp_bk_seg *bk)
 {
     FN(fsgd_sp_ent) *ent = (FN(fsgd_sp_ent) *)bk->ent;
@@ -1052,23 +1039,7 @@ static inline int FN(fsgd_sp_file)(int64_t r, int64_t k0, int64_t k1, int64_t n_
     const int64_t cap = bk->cap;
     for (int64_t k = k0; k < k1; k++) {
         const int64_t j = idx[k];
-        if (FSGD_SP_BAD_COL(j, n_in)) return 1;
-        FSGD_SP_FILE1(cnt, ent, cap, r, j, val[k], return 1);
-    }
-    return 0;
-}
-
-/* the same for a panel's walk (see Panels): its columns lie in [0, n_in); one before
-   lo, the panel's first, fails the filing */
-static inline int FN(fsgd_sp_pfile)(int64_t r, int64_t k0, int64_t k1, int64_t lo,
-                                    const int32_t *idx, const T *val, const fsgd_sp_bk_seg *bk)
-{
-    FN(fsgd_sp_ent) *ent = (FN(fsgd_sp_ent) *)bk->ent;
-    int32_t *cnt = bk->cnt;
-    const int64_t cap = bk->cap;
-    for (int64_t k = k0; k < k1; k++) {
-        const int64_t j = idx[k];
-        if (j < lo) return 1;
+        if ((uint64_t)(j - lo) >= (uint64_t)(n_in - lo)) return 1;
         FSGD_SP_FILE1(cnt, ent, cap, r, j, val[k], return 1);
     }
     return 0;

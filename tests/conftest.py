@@ -56,3 +56,17 @@ def _restore_threads():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def watch_nets(trainer):
+    """The compiled networks ``trainer`` builds from now on, in order (a list that
+    fills as it builds them)."""
+    nets = []
+    build = trainer._build_net
+
+    def spy(*a, **k):
+        out = build(*a, **k)
+        nets.append(out[0])
+        return out
+    trainer._build_net = spy
+    return nets

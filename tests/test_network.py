@@ -122,6 +122,19 @@ def test_trainer_step_equals_optimizer_step(make, dtype, rng):
             np.testing.assert_array_equal(u, v)
 
 
+def _trained_net(m, X, y, opt, rows):
+    """The compiled training network of ``m`` for ``rows`` rows with ``opt``'s step,
+    bound to ``X``, ``y``: its plan, the network and the step."""
+    plan = build_plan(m, rows, cost="cross_entropy", training=True)
+    net = _net.Net(plan)
+    update = _net.Update(plan.params, plan.grads, opt.build(plan.layout, plan.dtype),
+                         opt.segments(plan.layout, m.layers))
+    update.configure(opt.hyper())
+    net.set_update(update)
+    net.bind(X, y)
+    return plan, net, update
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_separate_calls_equal_the_fused_batch(dtype, rng):
     X, y = data(rng, 32)
@@ -129,14 +142,7 @@ def test_separate_calls_equal_the_fused_batch(dtype, rng):
     runs = []
     for fused in (True, False):
         m = small_model(np.dtype(dtype).name)
-        opt = Adam(0.01)
-        plan = build_plan(m, 32, cost="cross_entropy", training=True)
-        net = _net.Net(plan)
-        update = _net.Update(plan.params, plan.grads, opt.build(plan.layout, plan.dtype),
-                             opt.segments(plan.layout, m.layers))
-        update.configure(opt.hyper())
-        net.set_update(update)
-        net.bind(X, y)
+        plan, net, update = _trained_net(m, X, y, Adam(0.01), 32)
         losses = []
         for _ in range(3):
             if fused:
@@ -274,17 +280,6 @@ def test_two_threads_cannot_fit_one_model_at_once(rng):
 
 # ---- the SGD step's screen (csrc/optim_tmpl.h) ---------------------------------------
 
-def _screen_net(m, X, y, opt, rows):
-    plan = build_plan(m, rows, cost="cross_entropy", training=True)
-    net = _net.Net(plan)
-    update = _net.Update(plan.params, plan.grads, opt.build(plan.layout, plan.dtype),
-                         opt.segments(plan.layout, m.layers))
-    update.configure(opt.hyper())
-    net.set_update(update)
-    net.bind(X, y)
-    return plan, net, update
-
-
 SCREENED = [lambda: SGD(0.1), lambda: SGD(0.05, momentum=0.9),
             lambda: SGD(0.05, momentum=0.9, nesterov=True), lambda: Adam(0.01)]
 
@@ -307,7 +302,7 @@ def test_the_screen_writes_what_the_check_pass_would(make, dtype, threads, rng):
     for forget in (False, True):
         m = Sequential([Dense(40, "relu", input_dim=5, l2=1e-3), Dense(3, "softmax")],
                        dtype=np.dtype(dtype).name, seed=3)
-        plan, net, update = _screen_net(m, X, y, make(), 32)
+        plan, net, update = _trained_net(m, X, y, make(), 32)
         for step in range(12):
             if forget:
                 update.forget_bounds()
@@ -328,7 +323,7 @@ def test_the_screen_lets_no_bad_value_through(make, dtype, lr, rng):
     X = X.astype(dtype)
     m = small_model(np.dtype(dtype).name)
     opt = make()
-    plan, net, update = _screen_net(m, X, y, opt, 32)
+    plan, net, update = _trained_net(m, X, y, opt, 32)
     for _ in range(3):
         net.train_batch(0, 32)            # the bounds now hold
     params = plan.params.copy()
@@ -338,21 +333,31 @@ def test_the_screen_lets_no_bad_value_through(make, dtype, lr, rng):
     np.testing.assert_array_equal(plan.params, params)
 
 
+def _poked(rng):
+    """Data, a float32 model with an L2 penalty of 1 on its first layer, its trainer
+    (SGD with momentum), and poke(): set a first-layer weight whose L2 gradient term,
+    2 * 3.3e38, overflows float32."""
+    X, y = data(rng, 64)
+    m = Sequential([Dense(7, "tanh", input_dim=5, l2=1.0), Dense(3, "softmax")],
+                   dtype="float32", seed=3)
+
+    def poke():
+        m.layers[0].weights[0, 0] = np.float32(3.3e38)
+    tr = Trainer(m, "cross_entropy", SGD(0.1, momentum=0.9), batch_size=8, shuffle=False)
+    return X.astype(np.float32), y, m, tr, poke
+
+
 def test_a_batch_callback_that_writes_the_weights_makes_the_next_step_check(rng):
     """The trainer forgets the bounds after batch callbacks: a weight a callback set
     near the largest float32 makes the next step's new value overflow, and the step is
     refused (without forgetting, the screen would take the old bounds and write inf)."""
-    X, y = data(rng, 64)
-    X = X.astype(np.float32)
-    m = Sequential([Dense(7, "tanh", input_dim=5, l2=1.0), Dense(3, "softmax")],
-                   dtype="float32", seed=3)
+    X, y, m, tr, poke = _poked(rng)
 
     class Poke(fastsgd.callbacks.Callback):
         def on_batch_end(self, batch, logs=None):
-            if batch == 2:   # the L2 term of its gradient, 2 * 3.3e38, overflows
-                self.trainer.model.layers[0].weights[0, 0] = np.float32(3.3e38)
+            if batch == 2:
+                poke()
 
-    tr = Trainer(m, "cross_entropy", SGD(0.1, momentum=0.9), batch_size=8, shuffle=False)
     with pytest.warns(fastsgd.DivergenceWarning):
         h = tr.fit(X, y, epochs=1, verbose=0, callbacks=[Poke()])
     assert h.diverged is not None and h.diverged["batch"] == 3
@@ -364,23 +369,19 @@ def test_weights_written_between_epochs_or_fits_are_checked_again(when, rng):
     """Every epoch's start forgets the bounds (Update.configure), and every fit starts
     without them: a weight set at an epoch's end or between two fits, one whose L2
     gradient overflows, makes the next step check and refuse."""
-    X, y = data(rng, 64)
-    X = X.astype(np.float32)
-    m = Sequential([Dense(7, "tanh", input_dim=5, l2=1.0), Dense(3, "softmax")],
-                   dtype="float32", seed=3)
+    X, y, m, tr, poke = _poked(rng)
 
     class Poke(fastsgd.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            self.trainer.model.layers[0].weights[0, 0] = np.float32(3.3e38)
+            poke()
 
-    tr = Trainer(m, "cross_entropy", SGD(0.1, momentum=0.9), batch_size=8, shuffle=False)
     if when == "between epochs":
         with pytest.warns(fastsgd.DivergenceWarning):
             h = tr.fit(X, y, epochs=2, verbose=0, callbacks=[Poke()])
         assert h.diverged == {"epoch": 1, "batch": 0, "lr": 0.1}
     else:
         tr.fit(X, y, epochs=1, verbose=0)
-        m.layers[0].weights[0, 0] = np.float32(3.3e38)
+        poke()
         with pytest.warns(fastsgd.DivergenceWarning):
             h = tr.fit(X, y, epochs=1, verbose=0)
         assert h.diverged == {"epoch": 0, "batch": 0, "lr": 0.1}

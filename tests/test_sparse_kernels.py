@@ -10,7 +10,7 @@ import fastsgd
 from fastsgd import SGD, Dense, Sequential, Trainer, _core, _net, costs
 from fastsgd._network import build_plan
 
-from conftest import DTYPES, tol
+from conftest import DTYPES, tol, watch_nets
 
 sp = pytest.importorskip("scipy.sparse")
 
@@ -335,14 +335,7 @@ def _fit_watching_the_team(m, X, y, threads, opt, batch_size, epochs=2):
     """Weights after a fit with ``threads`` threads, and the training network's team."""
     fastsgd.set_num_threads(threads)   # the conftest fixture restores the count
     tr = Trainer(m, "cross_entropy", opt, batch_size=batch_size, seed=2)
-    nets = []
-    build = tr._build_net
-
-    def spy(*a, **k):
-        out = build(*a, **k)
-        nets.append(out[0])
-        return out
-    tr._build_net = spy
+    nets = watch_nets(tr)
     tr.fit(X, y, epochs=epochs, verbose=0)
     return m.get_weights(), nets[0].team
 

@@ -19,7 +19,7 @@ from fastsgd import (
 
 from _reference import activate
 from _reference import network_cost as numpy_cost
-from conftest import DTYPES
+from conftest import DTYPES, watch_nets
 
 # ---- gradients -------------------------------------------------------------
 OUTPUTS = [("mse", "linear"), ("mse", "sigmoid"), ("mse", "softmax"), ("mse", "tanh"),
@@ -252,14 +252,7 @@ def test_adaptive_team_times_both_choices_and_carries_over(rng):
     y = rng.integers(0, 10, 1000)
     m = Sequential([Dense(128, "relu", input_dim=200), Dense(10, "softmax")], seed=0)
     tr = Trainer(m, "cross_entropy", SGD(0.05), batch_size=64, seed=0)
-    nets = []
-    build = tr._build_net
-
-    def spy(*a, **k):
-        out = build(*a, **k)
-        nets.append(out[0])
-        return out
-    tr._build_net = spy
+    nets = watch_nets(tr)
     tr.fit(X, y, epochs=2, verbose=0)
     team = nets[-1].team
     assert team["threads"] == 2 and team["calls"] == 32
