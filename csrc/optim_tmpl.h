@@ -108,8 +108,13 @@ static inline __attribute__((always_inline)) T FN(step_elem)(
         *n2 = v;
     }
     if (screen) {
+        /* v must be finite and not below zero (a state restored with a negative second
+           moment would take the square root of a negative number) */
         const T num = u->c1 * m;
-        return (FABST(num) <= u->lim_num && FABST(p) <= FSGD_STEP_H) ? (T)0 : (T)INFINITY;
+        return (FABST(num) <= u->lim_num && FABST(p) <= FSGD_STEP_H && v >= (T)0 &&
+                v - v == (T)0)
+                   ? (T)0
+                   : (T)INFINITY;
     }
     return p - u->c1 * m / (SQRTT(v) + u->eps);
 }
@@ -369,7 +374,8 @@ static int FN(update_prepare)(const fsgd_opt *o, const fsgd_update_plan *plan,
         covered += seg->size;
         plain = seg->l1 == 0.0 && !(seg->decay && o->weight_decay != 0.0) &&
                 seg->l2 - seg->l2 == 0.0;
-        if (2.0 * seg->l2 > l2x2) l2x2 = 2.0 * seg->l2;
+        const double f = fabs((double)(T)(2.0 * seg->l2)); /* the factor as the step has it */
+        if (f > l2x2) l2x2 = f;
     }
     out->screen = plain && covered == plan->size;
     out->l2x2 = l2x2;
@@ -403,7 +409,9 @@ static int FN(step_safe)(const FN(update_prep) *pr, const fsgd_opt *o,
         const double W = 2.0 * (A2 > V ? A2 : V), N = P + c1 * M / eps;
         return A <= top && A2 <= top && M <= top && W <= top && c1 * M <= top && N <= top;
     }
-    const double lr = fabs(o->lr), mu = fabs(o->momentum);
+    /* lr and the momentum as the step has them, in T (a float32 step takes an lr above
+       the largest float as infinity) */
+    const double lr = fabs((double)pr->u.lr), mu = fabs((double)pr->u.mu);
     const double vel = mu * S + lr * A, N = P + mu * vel + lr * A;
     return A <= top && vel <= top && N <= top;
 }

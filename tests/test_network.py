@@ -386,3 +386,40 @@ def test_weights_written_between_epochs_or_fits_are_checked_again(when, rng):
             h = tr.fit(X, y, epochs=1, verbose=0)
         assert h.diverged == {"epoch": 0, "batch": 0, "lr": 0.1}
     assert all(np.isfinite(w).all() for w in m.get_weights())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_refuses_a_restored_negative_second_moment(dtype):
+    """A second moment restored below zero would put a square root of a negative
+    number into the step: the step is refused and writes nothing (its quick check
+    looked at the numerator and the parameter only)."""
+    p = np.ones(8, dtype)
+    opt = Adam(0.001)
+    assert opt.step([p], [np.full(8, 1e-3, dtype)])
+    state = opt.get_state()
+    state["state"][0][1][...] = -1.0
+    opt.set_state(state)
+    before = p.copy()
+    assert opt.step([p], [np.zeros(8, dtype)]) is False
+    np.testing.assert_array_equal(p, before)
+
+
+@pytest.mark.parametrize("case", ["lr above the largest float32", "negative l2"])
+def test_the_screen_bounds_the_step_as_float32_computes_it(case):
+    """The screen's bound takes the learning rate as the float32 step has it (1e39 is
+    infinity there) and an L2 factor's size whatever its sign: such a step after a good
+    one, with the bounds valid, is refused as the check pass refuses it."""
+    p = np.ones(8, np.float32)
+    g = np.full(8, 1e-3, np.float32)
+    l2 = -1e30 if case == "negative l2" else 0.0
+    update = _net.Update(p, g, [None], [(0, 8, 0.0, l2, False)])
+    update.configure({"kind": "sgd", "lr": 0.01 if l2 else 1e-3})
+    if l2:
+        g[...] = 0
+        assert update.run() and np.isfinite(p).all()   # 1 - 0.01 * (-2e30) = 2e28
+    else:
+        assert update.run()
+        update.lr = 1e39
+    before = p.copy()
+    assert update.run() is False
+    np.testing.assert_array_equal(p, before)
