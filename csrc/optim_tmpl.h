@@ -19,9 +19,10 @@
  * lie above an infinity's) and one pass over the gradients bound every new
  * value: when the bound is finite with room to spare (step_safe), every new
  * value is finite and the check pass is skipped. Otherwise it runs as
- * always. The same values are written either way. On MNIST (64 relu units, SGD with Nesterov momentum,
- * one thread, Zen 4) an epoch took 80-81 ms with the screen, 83-86 ms with
- * the check pass and 78-80 ms with neither (which would be unsafe).
+ * always. The same values are written either way. On MNIST (64 relu units,
+ * SGD with Nesterov momentum, one thread, Zen 4) an epoch took 80-81 ms with
+ * the screen, 83-86 ms with the check pass and 78-80 ms with neither (which
+ * would be unsafe).
  */
 #define FN(name) FSGD_CAT(name, SFX)
 

@@ -74,9 +74,9 @@ cdef class Update:
     segments : list of (offset, size, l1, l2, decay)
         The segment table: which ranges are stepped, with their penalties.
 
-    An SGD step may skip reading the parameters and momenta in its check
-    pass, bounding the new values by the largest magnitudes the last step
-    wrote (csrc/optim_tmpl.h, the screen). Those bounds hold only while
+    An SGD or Adam step may skip reading the parameters and state in its
+    check pass, bounding the new values by the largest magnitudes the last
+    step wrote (csrc/optim_tmpl.h, the screen). Those bounds hold only while
     nothing else writes ``params`` or the slots: :meth:`configure` forgets
     them, and so must :meth:`forget_bounds` after any other write.
     """
@@ -141,7 +141,7 @@ cdef class Update:
 
     def forget_bounds(self):
         """The parameters or the optimizer's slots were written other than by a
-        step: the next SGD step checks every new value again."""
+        step: the next step checks every new value again."""
         self.bounds.valid = 0
 
     def configure(self, dict hyper, slots_name="slots"):
@@ -466,7 +466,10 @@ cdef class Net:
             self.csr.indptr = <const int64_t *>_ptr(indptr)
             self.csr.indices = <const int32_t *>_ptr(indices)
             self.csr.data = _ptr(data)
-            self.col_cum = _column_work(indptr, indices, n_in)
+            # only a training step splits its columns between threads (prediction binds
+            # its data too, and has no use for the estimate)
+            self.col_cum = (_column_work(indptr, indices, n_in) if self.net.grads != NULL
+                            else None)
             self.csr.col_cum = <const int64_t *>_ptr(self.col_cum)
             self.net.x_csr = &self.csr
         else:
